@@ -1,0 +1,183 @@
+//! The requests that change the index, and what they answer.
+//!
+//! A [`Request`] is what travels through the Raft log: a [`Command`] stamped with the time at
+//! which the proposing node received it. Citizen operations are grouped under
+//! [`Command::Citizen`], so that the citizen's signature can later wrap exactly those.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::IndexError;
+use crate::ids::{Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId, check_text};
+use crate::limits::{
+    ATTRIBUTES_PER_REQUEST_MAX, DECLARATIONS_PER_SERVICE_MAX, IDENTIFIERS_PER_CITIZEN_MAX,
+    URI_LEN_MAX,
+};
+use crate::model::{
+    Citizen, Consent, DataLocation, LegalBasis, Member, PurposeDeclaration, Resolution, Service,
+};
+
+/// A command stamped with its time; the unit of the Raft log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub at_unix_ms: u64,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Adds a city to the federation, or updates its display name and endpoint.
+    UpsertMember(Member),
+    /// Registers a citizen under a fresh id drawn by the proposing node.
+    RegisterCitizen { citizen_id: CitizenId, home_city: CityId, identifiers: Vec<Identifier> },
+    RegisterService {
+        service_id: ServiceId,
+        organisation: String,
+        declarations: Vec<PurposeDeclaration>,
+    },
+    /// An operation on one citizen's own records.
+    // TODO: carry the citizen's signature, key id and sequence number here, verified by every
+    // replica on apply, so that no operator can act for a citizen.
+    Citizen { citizen_id: CitizenId, op: CitizenOp },
+    /// A service asks for a citizen's pointers; always leaves an access record.
+    Resolve(ResolveArgs),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CitizenOp {
+    AddIdentifier(Identifier),
+    SetLocation { category: Category, uri: String, provider: String },
+    MoveHome { to_city: CityId },
+    GrantConsent(ConsentGrant),
+    WithdrawConsent { consent_id: ConsentId },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentGrant {
+    pub service_id: ServiceId,
+    pub purpose: Purpose,
+    pub attributes: Vec<Attribute>,
+    pub legal_basis: LegalBasis,
+    /// `None` means from the moment the grant is applied.
+    pub valid_from_unix_ms: Option<u64>,
+    pub valid_until_unix_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveArgs {
+    pub identifier: Identifier,
+    pub service_id: ServiceId,
+    pub purpose: Purpose,
+    /// Empty asks for everything the consents allow.
+    pub attributes: Vec<Attribute>,
+    /// The city whose node took the request.
+    pub via_city: CityId,
+}
+
+/// What an applied command answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    MemberUpserted(Member),
+    CitizenRegistered(CitizenId),
+    ServiceRegistered(Service),
+    Citizen(Box<Citizen>),
+    Location(DataLocation),
+    Consent(Consent),
+    Resolution(Resolution),
+}
+
+impl Command {
+    /// Re-checks every value of the command, as a replica must not trust the proposer.
+    ///
+    /// Ids are checked by their types when built from requests; what a type cannot carry
+    /// (lengths of lists, text, URIs) is checked here.
+    pub fn check(&self) -> Result<(), IndexError> {
+        match self {
+            Command::UpsertMember(member) => check_member(member),
+            Command::RegisterCitizen { identifiers, .. } => {
+                check_count("identifiers", identifiers.len(), 1, IDENTIFIERS_PER_CITIZEN_MAX)
+            }
+            Command::RegisterService { organisation, declarations, .. } => {
+                check_text("organisation", organisation)?;
+                check_count("declarations", declarations.len(), 1, DECLARATIONS_PER_SERVICE_MAX)?;
+                declarations.iter().try_for_each(|declaration| {
+                    check_attributes("declarations.attributes", &declaration.attributes, 1)
+                })
+            }
+            Command::Citizen { op, .. } => op.check(),
+            Command::Resolve(args) => check_attributes("attributes", &args.attributes, 0),
+        }
+    }
+}
+
+impl CitizenOp {
+    fn check(&self) -> Result<(), IndexError> {
+        match self {
+            CitizenOp::SetLocation { uri, provider, .. } => {
+                check_uri("uri", uri)?;
+                check_text("provider", provider)
+            }
+            CitizenOp::GrantConsent(grant) => {
+                check_attributes("attributes", &grant.attributes, 1)?;
+                match (grant.valid_from_unix_ms, grant.valid_until_unix_ms) {
+                    (Some(from), Some(until)) if until <= from => Err(IndexError::invalid(
+                        "valid_until_unix_ms",
+                        "must be later than valid_from_unix_ms",
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            CitizenOp::AddIdentifier(_)
+            | CitizenOp::MoveHome { .. }
+            | CitizenOp::WithdrawConsent { .. } => Ok(()),
+        }
+    }
+}
+
+fn check_member(member: &Member) -> Result<(), IndexError> {
+    check_text("display_name", &member.display_name)?;
+    check_text("api_endpoint", &member.api_endpoint)?;
+    if member.country != member.city_id.country() {
+        return Err(IndexError::invalid("country", "must match the prefix of city_id"));
+    }
+    if member.raft_node_id == 0 {
+        return Err(IndexError::invalid("raft_node_id", "must not be zero"));
+    }
+    Ok(())
+}
+
+fn check_count(field: &str, count: usize, min: usize, max: usize) -> Result<(), IndexError> {
+    if count < min {
+        return Err(IndexError::invalid(field, format!("needs at least {min}")));
+    }
+    if count > max {
+        return Err(IndexError::invalid(field, format!("more than {max}")));
+    }
+    Ok(())
+}
+
+fn check_attributes(field: &str, attributes: &[Attribute], min: usize) -> Result<(), IndexError> {
+    check_count(field, attributes.len(), min, ATTRIBUTES_PER_REQUEST_MAX)?;
+    let mut seen: Vec<&Attribute> = attributes.iter().collect();
+    seen.sort();
+    if seen.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err(IndexError::invalid(field, "lists an attribute twice"));
+    }
+    Ok(())
+}
+
+/// A URI must be absolute (`scheme:rest`), bounded, and free of spaces and control characters.
+pub fn check_uri(field: &str, uri: &str) -> Result<(), IndexError> {
+    if uri.is_empty() || uri.len() > URI_LEN_MAX {
+        return Err(IndexError::invalid(field, format!("must be 1 to {URI_LEN_MAX} bytes")));
+    }
+    let scheme = uri.split_once(':').map(|(scheme, _)| scheme).unwrap_or_default();
+    let scheme_ok = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    if !scheme_ok {
+        return Err(IndexError::invalid(field, "must be an absolute URI such as 'https://...'"));
+    }
+    if uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(IndexError::invalid(field, "must not contain spaces or control characters"));
+    }
+    Ok(())
+}

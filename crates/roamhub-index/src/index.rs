@@ -1,0 +1,472 @@
+//! The index's state and `apply`, the one way it changes.
+//!
+//! `apply` checks a request completely before it touches anything, so a refused request
+//! leaves the index exactly as it was. In debug and test builds every successful apply is
+//! followed by [`Index::validate`], which checks the state as a whole.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{CitizenOp, Command, ConsentGrant, Request, ResolveArgs, Response};
+use crate::error::IndexError;
+use crate::ids::{Attribute, Category, CitizenId, CityId, ConsentId, Identifier, ServiceId};
+use crate::limits::{
+    ACCESS_LOG_PAGE_MAX, CONSENTS_PER_CITIZEN_MAX, IDENTIFIERS_PER_CITIZEN_MAX,
+    LOCATIONS_PER_CITIZEN_MAX, LOCATION_HISTORY_MAX,
+};
+use crate::model::{
+    AccessOutcome, AccessRecord, Citizen, Consent, ConsentState, DataLocation, HomePeriod, Member,
+    Pointer, PurposeDeclaration, Resolution, Service,
+};
+use crate::query::{Query, QueryAnswer};
+use crate::resolve::{Decision, decide};
+
+/// The whole replicated index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Index {
+    members: BTreeMap<CityId, Member>,
+    citizens: BTreeMap<CitizenId, Citizen>,
+    /// Which citizen each identifier belongs to; mirrors `Citizen::identifiers`.
+    identifiers: BTreeMap<Identifier, CitizenId>,
+    services: BTreeMap<ServiceId, Service>,
+    access_logs: BTreeMap<CitizenId, Vec<AccessRecord>>,
+    /// Number of the next consent; consent ids are never reused.
+    next_consent: u64,
+    /// Number of the next access record; records are never reused.
+    next_access_record: u64,
+}
+
+impl Index {
+    /// Applies one request completely, or refuses it and changes nothing.
+    pub fn apply(&mut self, request: &Request) -> Result<Response, IndexError> {
+        request.command.check()?;
+        let now = request.at_unix_ms;
+        let response = match &request.command {
+            Command::UpsertMember(member) => self.upsert_member(member),
+            Command::RegisterCitizen { citizen_id, home_city, identifiers } => {
+                self.register_citizen(citizen_id, home_city, identifiers, now)
+            }
+            Command::RegisterService { service_id, organisation, declarations } => {
+                self.register_service(service_id, organisation, declarations, now)
+            }
+            Command::Citizen { citizen_id, op } => self.apply_citizen_op(citizen_id, op, now),
+            Command::Resolve(args) => self.resolve(args, now),
+        }?;
+
+        #[cfg(debug_assertions)]
+        self.validate().expect("index invariants hold after apply");
+        Ok(response)
+    }
+
+    /// Answers a query from the current state.
+    pub fn query(&self, query: &Query) -> Result<QueryAnswer, IndexError> {
+        match query {
+            Query::Citizen(citizen_id) => {
+                Ok(QueryAnswer::Citizen(Box::new(self.citizen(citizen_id)?.clone())))
+            }
+            Query::AccessLog { citizen_id, limit } => {
+                self.citizen(citizen_id)?;
+                let limit = (*limit).clamp(1, ACCESS_LOG_PAGE_MAX);
+                let log = self.access_logs.get(citizen_id).map(Vec::as_slice).unwrap_or_default();
+                Ok(QueryAnswer::AccessLog(log.iter().rev().take(limit).cloned().collect()))
+            }
+            Query::Members => Ok(QueryAnswer::Members(self.members.values().cloned().collect())),
+            Query::Services => Ok(QueryAnswer::Services(self.services.values().cloned().collect())),
+        }
+    }
+
+    pub fn member(&self, city_id: &CityId) -> Option<&Member> {
+        self.members.get(city_id)
+    }
+
+    pub fn service(&self, service_id: &ServiceId) -> Option<&Service> {
+        self.services.get(service_id)
+    }
+
+    pub fn citizen_count(&self) -> usize {
+        self.citizens.len()
+    }
+
+    fn citizen(&self, citizen_id: &CitizenId) -> Result<&Citizen, IndexError> {
+        self.citizens
+            .get(citizen_id)
+            .ok_or_else(|| IndexError::not_found("citizen_id", "no citizen with this id"))
+    }
+
+    fn require_member(&self, field: &str, city_id: &CityId) -> Result<(), IndexError> {
+        match self.members.contains_key(city_id) {
+            true => Ok(()),
+            false => Err(IndexError::not_found(field, format!("{city_id} is not a member city"))),
+        }
+    }
+
+    fn upsert_member(&mut self, member: &Member) -> Result<Response, IndexError> {
+        let clash = self.members.values().find(|other| {
+            other.raft_node_id == member.raft_node_id && other.city_id != member.city_id
+        });
+        if let Some(other) = clash {
+            return Err(IndexError::already_exists(
+                "raft_node_id",
+                format!("node {} already serves {}", member.raft_node_id, other.city_id),
+            ));
+        }
+        self.members.insert(member.city_id.clone(), member.clone());
+        Ok(Response::MemberUpserted(member.clone()))
+    }
+
+    fn register_citizen(
+        &mut self,
+        citizen_id: &CitizenId,
+        home_city: &CityId,
+        identifiers: &[Identifier],
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        self.require_member("home_city", home_city)?;
+        if self.citizens.contains_key(citizen_id) {
+            return Err(IndexError::already_exists("citizen_id", "drawn twice; retry"));
+        }
+        for (position, identifier) in identifiers.iter().enumerate() {
+            let repeated = identifiers[..position].contains(identifier);
+            if repeated || self.identifiers.contains_key(identifier) {
+                return Err(IndexError::already_exists("identifiers", "identifier is in use"));
+            }
+        }
+
+        for identifier in identifiers {
+            self.identifiers.insert(identifier.clone(), citizen_id.clone());
+        }
+        let citizen = Citizen {
+            citizen_id: citizen_id.clone(),
+            home_city: home_city.clone(),
+            registered_at_unix_ms: now,
+            identifiers: identifiers.to_vec(),
+            locations: BTreeMap::new(),
+            consents: BTreeMap::new(),
+            home_history: Vec::new(),
+        };
+        self.citizens.insert(citizen_id.clone(), citizen);
+        Ok(Response::CitizenRegistered(citizen_id.clone()))
+    }
+
+    fn register_service(
+        &mut self,
+        service_id: &ServiceId,
+        organisation: &str,
+        declarations: &[PurposeDeclaration],
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        if self.services.contains_key(service_id) {
+            return Err(IndexError::already_exists("service_id", format!("{service_id} is taken")));
+        }
+        for (position, declaration) in declarations.iter().enumerate() {
+            if declarations[..position].iter().any(|d| d.purpose == declaration.purpose) {
+                return Err(IndexError::invalid("declarations", "declares a purpose twice"));
+            }
+        }
+
+        let service = Service {
+            service_id: service_id.clone(),
+            organisation: organisation.to_owned(),
+            declarations: declarations.to_vec(),
+            registered_at_unix_ms: now,
+        };
+        self.services.insert(service_id.clone(), service.clone());
+        Ok(Response::ServiceRegistered(service))
+    }
+
+    fn apply_citizen_op(
+        &mut self,
+        citizen_id: &CitizenId,
+        op: &CitizenOp,
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        self.citizen(citizen_id)?;
+        match op {
+            CitizenOp::AddIdentifier(identifier) => self.add_identifier(citizen_id, identifier),
+            CitizenOp::SetLocation { category, uri, provider } => {
+                self.set_location(citizen_id, category, uri, provider, now)
+            }
+            CitizenOp::MoveHome { to_city } => self.move_home(citizen_id, to_city, now),
+            CitizenOp::GrantConsent(grant) => self.grant_consent(citizen_id, grant, now),
+            CitizenOp::WithdrawConsent { consent_id } => {
+                self.withdraw_consent(citizen_id, *consent_id, now)
+            }
+        }
+    }
+
+    fn citizen_mut(&mut self, citizen_id: &CitizenId) -> &mut Citizen {
+        self.citizens.get_mut(citizen_id).expect("caller checked the citizen exists")
+    }
+
+    fn add_identifier(
+        &mut self,
+        citizen_id: &CitizenId,
+        identifier: &Identifier,
+    ) -> Result<Response, IndexError> {
+        if self.identifiers.contains_key(identifier) {
+            return Err(IndexError::already_exists("identifier", "identifier is in use"));
+        }
+        if self.citizen(citizen_id)?.identifiers.len() >= IDENTIFIERS_PER_CITIZEN_MAX {
+            return Err(IndexError::precondition(
+                "identifier",
+                format!("a citizen holds at most {IDENTIFIERS_PER_CITIZEN_MAX} identifiers"),
+            ));
+        }
+
+        self.identifiers.insert(identifier.clone(), citizen_id.clone());
+        let citizen = self.citizen_mut(citizen_id);
+        citizen.identifiers.push(identifier.clone());
+        Ok(Response::Citizen(Box::new(citizen.clone())))
+    }
+
+    fn set_location(
+        &mut self,
+        citizen_id: &CitizenId,
+        category: &Category,
+        uri: &str,
+        provider: &str,
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        let citizen = self.citizen_mut(citizen_id);
+        let fresh = Pointer {
+            uri: uri.to_owned(),
+            provider: provider.to_owned(),
+            since_unix_ms: now,
+            until_unix_ms: None,
+        };
+
+        let Some(location) = citizen.locations.get_mut(category) else {
+            if citizen.locations.len() >= LOCATIONS_PER_CITIZEN_MAX {
+                return Err(IndexError::precondition(
+                    "category",
+                    format!("a citizen points to at most {LOCATIONS_PER_CITIZEN_MAX} categories"),
+                ));
+            }
+            let location =
+                DataLocation { category: category.clone(), current: fresh, history: Vec::new() };
+            citizen.locations.insert(category.clone(), location.clone());
+            return Ok(Response::Location(location));
+        };
+
+        // Setting the pointer it already has is a no-op, so retries leave no false history.
+        if location.current.uri == uri && location.current.provider == provider {
+            return Ok(Response::Location(location.clone()));
+        }
+        let mut previous = std::mem::replace(&mut location.current, fresh);
+        previous.until_unix_ms = Some(now);
+        location.history.push(previous);
+        if location.history.len() > LOCATION_HISTORY_MAX {
+            location.history.remove(0);
+        }
+        Ok(Response::Location(location.clone()))
+    }
+
+    fn move_home(
+        &mut self,
+        citizen_id: &CitizenId,
+        to_city: &CityId,
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        self.require_member("to_city", to_city)?;
+        let citizen = self.citizen_mut(citizen_id);
+        if &citizen.home_city == to_city {
+            return Err(IndexError::precondition("to_city", "already the citizen's home city"));
+        }
+
+        let from_unix_ms = citizen
+            .home_history
+            .last()
+            .map(|period| period.until_unix_ms)
+            .unwrap_or(citizen.registered_at_unix_ms);
+        let previous = std::mem::replace(&mut citizen.home_city, to_city.clone());
+        citizen.home_history.push(HomePeriod { city: previous, from_unix_ms, until_unix_ms: now });
+        Ok(Response::Citizen(Box::new(citizen.clone())))
+    }
+
+    fn grant_consent(
+        &mut self,
+        citizen_id: &CitizenId,
+        grant: &ConsentGrant,
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        self.check_grant(grant, now)?;
+        if self.citizen(citizen_id)?.consents.len() >= CONSENTS_PER_CITIZEN_MAX {
+            return Err(IndexError::precondition(
+                "citizen_id",
+                format!("a citizen holds at most {CONSENTS_PER_CITIZEN_MAX} consents"),
+            ));
+        }
+
+        let consent = Consent {
+            consent_id: ConsentId(self.next_consent),
+            citizen_id: citizen_id.clone(),
+            service_id: grant.service_id.clone(),
+            purpose: grant.purpose.clone(),
+            attributes: grant.attributes.clone(),
+            legal_basis: grant.legal_basis,
+            valid_from_unix_ms: grant.valid_from_unix_ms.unwrap_or(now),
+            valid_until_unix_ms: grant.valid_until_unix_ms,
+            given_at_unix_ms: now,
+            state: ConsentState::Given,
+        };
+        self.next_consent += 1;
+        self.citizen_mut(citizen_id).consents.insert(consent.consent_id, consent.clone());
+        Ok(Response::Consent(consent))
+    }
+
+    /// A grant must name a registered service, a purpose it declared, only attributes it
+    /// declared for that purpose, and a validity that has not ended already.
+    fn check_grant(&self, grant: &ConsentGrant, now: u64) -> Result<(), IndexError> {
+        let service = self.services.get(&grant.service_id).ok_or_else(|| {
+            IndexError::not_found("service_id", format!("{} is not registered", grant.service_id))
+        })?;
+        let declared = service.declared(&grant.purpose).ok_or_else(|| {
+            IndexError::precondition(
+                "purpose",
+                format!("{} has not declared purpose {}", grant.service_id, grant.purpose),
+            )
+        })?;
+        if let Some(undeclared) = undeclared_attribute(declared, &grant.attributes) {
+            return Err(IndexError::precondition(
+                "attributes",
+                format!("{undeclared} is not declared by the service for this purpose"),
+            ));
+        }
+        if grant.valid_until_unix_ms.is_some_and(|until| until <= now) {
+            return Err(IndexError::invalid("valid_until_unix_ms", "lies in the past"));
+        }
+        Ok(())
+    }
+
+    fn withdraw_consent(
+        &mut self,
+        citizen_id: &CitizenId,
+        consent_id: ConsentId,
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        let citizen = self.citizen_mut(citizen_id);
+        let Some(consent) = citizen.consents.get_mut(&consent_id) else {
+            return Err(IndexError::not_found("consent_id", "the citizen has no such consent"));
+        };
+        if consent.withdrawn_at_unix_ms().is_some() {
+            return Err(IndexError::precondition("consent_id", "already withdrawn"));
+        }
+
+        consent.state = ConsentState::Withdrawn { at_unix_ms: now };
+        Ok(Response::Consent(consent.clone()))
+    }
+
+    fn resolve(&mut self, args: &ResolveArgs, now: u64) -> Result<Response, IndexError> {
+        let Some(citizen_id) = self.identifiers.get(&args.identifier).cloned() else {
+            return Err(IndexError::not_found("identifier", "no citizen has this identifier"));
+        };
+        let citizen = self.citizen(&citizen_id)?;
+        let service = self.services.get(&args.service_id);
+        let decision = decide(citizen, service, &args.purpose, &args.attributes, now);
+        let home_city = citizen.home_city.clone();
+
+        let (outcome, resolution) = match decision {
+            Decision::Release { pointers, unavailable } => {
+                let attributes = pointers.iter().map(|p| p.attribute.clone()).collect();
+                let resolution = Resolution {
+                    access_record: self.next_access_record,
+                    home_city,
+                    pointers,
+                    unavailable,
+                    refused: None,
+                };
+                (AccessOutcome::Released { attributes }, resolution)
+            }
+            Decision::Refuse(reason) => {
+                let resolution = Resolution {
+                    access_record: self.next_access_record,
+                    home_city,
+                    pointers: Vec::new(),
+                    unavailable: Vec::new(),
+                    refused: Some(reason),
+                };
+                (AccessOutcome::Refused { reason }, resolution)
+            }
+        };
+
+        self.record_access(&citizen_id, args, outcome, now);
+        Ok(Response::Resolution(resolution))
+    }
+
+    fn record_access(
+        &mut self,
+        citizen_id: &CitizenId,
+        args: &ResolveArgs,
+        outcome: AccessOutcome,
+        now: u64,
+    ) {
+        let record = AccessRecord {
+            record: self.next_access_record,
+            at_unix_ms: now,
+            service_id: args.service_id.clone(),
+            purpose: args.purpose.clone(),
+            via_city: args.via_city.clone(),
+            attributes_requested: args.attributes.clone(),
+            outcome,
+        };
+        self.next_access_record += 1;
+        self.access_logs.entry(citizen_id.clone()).or_default().push(record);
+    }
+
+    /// Checks the state as a whole: every cross-reference resolves and every counter is ahead
+    /// of the numbers it has handed out.
+    pub fn validate(&self) -> Result<(), String> {
+        for (identifier, citizen_id) in &self.identifiers {
+            let holds = self.citizens.get(citizen_id).is_some_and(|c| c.identifiers.contains(identifier));
+            if !holds {
+                return Err(format!("identifier of scheme {} points to no holder", identifier.scheme()));
+            }
+        }
+        for citizen in self.citizens.values() {
+            self.validate_citizen(citizen)?;
+        }
+        for (citizen_id, log) in &self.access_logs {
+            if !self.citizens.contains_key(citizen_id) {
+                return Err("an access log belongs to no citizen".to_owned());
+            }
+            let ordered = log.windows(2).all(|pair| pair[0].record < pair[1].record);
+            if !ordered || log.last().is_some_and(|r| r.record >= self.next_access_record) {
+                return Err("access records are out of order".to_owned());
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_citizen(&self, citizen: &Citizen) -> Result<(), String> {
+        if !self.members.contains_key(&citizen.home_city) {
+            return Err(format!("a citizen's home {} is not a member", citizen.home_city));
+        }
+        let mapped = citizen
+            .identifiers
+            .iter()
+            .all(|identifier| self.identifiers.get(identifier) == Some(&citizen.citizen_id));
+        if !mapped {
+            return Err("a citizen's identifier is not indexed".to_owned());
+        }
+        for (consent_id, consent) in &citizen.consents {
+            if consent_id != &consent.consent_id || consent_id.0 >= self.next_consent {
+                return Err(format!("consent {consent_id} is misnumbered"));
+            }
+            if consent.citizen_id != citizen.citizen_id {
+                return Err(format!("consent {consent_id} names another citizen"));
+            }
+        }
+        for (category, location) in &citizen.locations {
+            if category != &location.category || location.current.until_unix_ms.is_some() {
+                return Err(format!("location {category} is inconsistent"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first attribute of `asked` that no declared attribute covers.
+fn undeclared_attribute<'a>(declared: &[Attribute], asked: &'a [Attribute]) -> Option<&'a Attribute> {
+    asked.iter().find(|attribute| !declared.iter().any(|d| d.covers(attribute)))
+}

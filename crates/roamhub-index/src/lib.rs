@@ -1,0 +1,38 @@
+//! The federation index of roamhub as a pure, deterministic state machine.
+//!
+//! The index knows three things about every citizen: where each category of their data
+//! lives, who may use which attributes for which purpose, and who used what. It holds
+//! pointers and permissions, never the personal data itself.
+//!
+//! Nothing in this crate does I/O, reads a clock or draws randomness: a [`Request`] carries
+//! its time and any fresh id, so every replica that applies the same requests in the same
+//! order reaches the same state, byte for byte.
+//!
+//! A tour of the modules:
+//! - [`ids`]: validated names and ids (cities, citizens, services, categories, attributes);
+//! - [`model`]: the records the index keeps (members, citizens, locations, consents, ...);
+//! - [`command`]: the requests that change the index and what they answer;
+//! - [`query`]: the questions the index answers without changing;
+//! - [`index`]: the state and `apply`, which takes a request completely or not at all;
+//! - [`resolve`]: how a resolution is decided from a citizen's consents;
+//! - [`error`]: why a request was refused.
+
+pub mod command;
+pub mod error;
+pub mod ids;
+pub mod index;
+pub mod limits;
+pub mod model;
+pub mod query;
+pub mod resolve;
+
+pub use command::{CitizenOp, Command, ConsentGrant, Request, Response, ResolveArgs};
+pub use error::IndexError;
+pub use ids::{Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId};
+pub use index::Index;
+pub use model::{
+    AccessOutcome, AccessRecord, Citizen, Consent, ConsentState, ConsentStatus, DataLocation,
+    HomePeriod, LegalBasis, Member, Pointer, PurposeDeclaration, RefusalReason, Resolution,
+    ResolvedPointer, Service,
+};
+pub use query::{Query, QueryAnswer};

@@ -1,0 +1,216 @@
+//! The records the index keeps.
+//!
+//! All maps are ordered (`BTreeMap`), so that two replicas holding the same records encode
+//! them to the same bytes. Times are milliseconds since the Unix epoch, stamped by the node
+//! that proposed the request.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId};
+
+/// A city operator of the federation and the node it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub city_id: CityId,
+    pub display_name: String,
+    /// Upper-case ISO 3166 code, always the prefix of `city_id`.
+    pub country: String,
+    /// `host:port` of the city's public API.
+    pub api_endpoint: String,
+    pub raft_node_id: u64,
+}
+
+/// Where one category of a citizen's data lives, since when, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pointer {
+    pub uri: String,
+    pub provider: String,
+    pub since_unix_ms: u64,
+    /// `None` while the pointer is current.
+    pub until_unix_ms: Option<u64>,
+}
+
+/// The current pointer of one data category and the ones it replaced, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataLocation {
+    pub category: Category,
+    pub current: Pointer,
+    pub history: Vec<Pointer>,
+}
+
+/// A period in which a city was the citizen's home.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HomePeriod {
+    pub city: CityId,
+    pub from_unix_ms: u64,
+    pub until_unix_ms: u64,
+}
+
+/// Everything the index knows of one citizen except their access log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Citizen {
+    pub citizen_id: CitizenId,
+    pub home_city: CityId,
+    pub registered_at_unix_ms: u64,
+    pub identifiers: Vec<Identifier>,
+    pub locations: BTreeMap<Category, DataLocation>,
+    pub consents: BTreeMap<ConsentId, Consent>,
+    /// Earlier home cities, oldest first.
+    pub home_history: Vec<HomePeriod>,
+}
+
+/// The purposes a service declares and the attributes it may ask for each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurposeDeclaration {
+    pub purpose: Purpose,
+    pub attributes: Vec<Attribute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub service_id: ServiceId,
+    pub organisation: String,
+    pub declarations: Vec<PurposeDeclaration>,
+    pub registered_at_unix_ms: u64,
+}
+
+impl Service {
+    /// The attributes declared for `purpose`, or `None` when the purpose is not declared.
+    pub fn declared(&self, purpose: &Purpose) -> Option<&[Attribute]> {
+        self.declarations
+            .iter()
+            .find(|declaration| &declaration.purpose == purpose)
+            .map(|declaration| declaration.attributes.as_slice())
+    }
+}
+
+/// The lawful ground on which a service may use data, after the GDPR's Article 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LegalBasis {
+    Consent,
+    Contract,
+    LegalObligation,
+    VitalInterest,
+    PublicTask,
+    LegitimateInterest,
+}
+
+/// The state a consent is stored in; expiry is derived from time, see [`Consent::status_at`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsentState {
+    Given,
+    Withdrawn { at_unix_ms: u64 },
+}
+
+/// A consent's status as seen at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConsentStatus {
+    Given,
+    Withdrawn,
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    pub consent_id: ConsentId,
+    pub citizen_id: CitizenId,
+    pub service_id: ServiceId,
+    pub purpose: Purpose,
+    pub attributes: Vec<Attribute>,
+    pub legal_basis: LegalBasis,
+    pub valid_from_unix_ms: u64,
+    pub valid_until_unix_ms: Option<u64>,
+    pub given_at_unix_ms: u64,
+    pub state: ConsentState,
+}
+
+impl Consent {
+    pub fn status_at(&self, now_unix_ms: u64) -> ConsentStatus {
+        match self.state {
+            ConsentState::Withdrawn { .. } => ConsentStatus::Withdrawn,
+            ConsentState::Given if self.valid_until_unix_ms.is_some_and(|t| now_unix_ms >= t) => {
+                ConsentStatus::Expired
+            }
+            ConsentState::Given => ConsentStatus::Given,
+        }
+    }
+
+    /// Whether the consent allows use at `now_unix_ms`.
+    pub fn is_valid_at(&self, now_unix_ms: u64) -> bool {
+        self.status_at(now_unix_ms) == ConsentStatus::Given && self.valid_from_unix_ms <= now_unix_ms
+    }
+
+    pub fn withdrawn_at_unix_ms(&self) -> Option<u64> {
+        match self.state {
+            ConsentState::Withdrawn { at_unix_ms } => Some(at_unix_ms),
+            ConsentState::Given => None,
+        }
+    }
+}
+
+/// Why a resolution released nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalReason {
+    UnknownService,
+    PurposeNotDeclared,
+    NoConsent,
+    ConsentWithdrawn,
+    ConsentExpired,
+    ConsentNotYetValid,
+    AttributesNotConsented,
+}
+
+impl RefusalReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            RefusalReason::UnknownService => "the service is not registered",
+            RefusalReason::PurposeNotDeclared => "the service has not declared this purpose",
+            RefusalReason::NoConsent => "no consent for this service and purpose",
+            RefusalReason::ConsentWithdrawn => "the consent for this purpose was withdrawn",
+            RefusalReason::ConsentExpired => "the consent for this purpose has expired",
+            RefusalReason::ConsentNotYetValid => "the consent for this purpose is not valid yet",
+            RefusalReason::AttributesNotConsented => "none of the requested attributes is consented",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccessOutcome {
+    Released { attributes: Vec<Attribute> },
+    Refused { reason: RefusalReason },
+}
+
+/// One attempt by a service to resolve a citizen, released or refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRecord {
+    /// Federation-wide sequence number, increasing with every record.
+    pub record: u64,
+    pub at_unix_ms: u64,
+    pub service_id: ServiceId,
+    pub purpose: Purpose,
+    pub via_city: CityId,
+    pub attributes_requested: Vec<Attribute>,
+    pub outcome: AccessOutcome,
+}
+
+/// A pointer released for one attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedPointer {
+    pub attribute: Attribute,
+    pub uri: String,
+    pub provider: String,
+}
+
+/// What a resolution decided; the access record is already part of the index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    pub access_record: u64,
+    pub home_city: CityId,
+    pub pointers: Vec<ResolvedPointer>,
+    /// Consented attributes whose category has no data location yet.
+    pub unavailable: Vec<Attribute>,
+    /// `None` when released.
+    pub refused: Option<RefusalReason>,
+}

@@ -1,0 +1,257 @@
+//! Unit tests of the pure index: each drives `Index::apply` directly with stamped requests
+//! and checks both the answer and that refused requests change nothing.
+
+use roamhub_index::{
+    Attribute, CitizenId, CitizenOp, CityId, Command, ConsentGrant, ConsentId, ConsentStatus,
+    Identifier, Index, IndexError, LegalBasis, Member, Purpose, PurposeDeclaration, Query,
+    QueryAnswer, RefusalReason, Request, ResolveArgs, Response, ServiceId,
+};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn city(id: &str) -> CityId {
+    CityId::parse("city", id).unwrap()
+}
+
+fn attr(value: &str) -> Attribute {
+    Attribute::parse("attribute", value).unwrap()
+}
+
+fn ident(value: &str) -> Identifier {
+    Identifier::parse("identifier", "city-account", value).unwrap()
+}
+
+fn alice() -> CitizenId {
+    CitizenId::from_random([7; 16])
+}
+
+fn service() -> ServiceId {
+    ServiceId::parse("service_id", "ride.share").unwrap()
+}
+
+fn purpose() -> Purpose {
+    Purpose::parse("purpose", "trip-planning").unwrap()
+}
+
+fn apply(index: &mut Index, at: u64, command: Command) -> Result<Response, IndexError> {
+    index.apply(&Request { at_unix_ms: at, command })
+}
+
+fn member(id: &str, node: u64) -> Command {
+    let city_id = city(id);
+    Command::UpsertMember(Member {
+        country: city_id.country(),
+        city_id,
+        display_name: id.to_owned(),
+        api_endpoint: format!("127.0.0.1:{}", 7000 + node),
+        raft_node_id: node,
+    })
+}
+
+fn citizen_op(op: CitizenOp) -> Command {
+    Command::Citizen { citizen_id: alice(), op }
+}
+
+fn grant(attributes: &[&str], valid_until_unix_ms: Option<u64>) -> Command {
+    citizen_op(CitizenOp::GrantConsent(ConsentGrant {
+        service_id: service(),
+        purpose: purpose(),
+        attributes: attributes.iter().map(|a| attr(a)).collect(),
+        legal_basis: LegalBasis::Consent,
+        valid_from_unix_ms: None,
+        valid_until_unix_ms,
+    }))
+}
+
+fn resolve(attributes: &[&str]) -> Command {
+    Command::Resolve(ResolveArgs {
+        identifier: ident("EHV-1"),
+        service_id: service(),
+        purpose: purpose(),
+        attributes: attributes.iter().map(|a| attr(a)).collect(),
+        via_city: city("be-gent"),
+    })
+}
+
+/// A federation of two cities, one service declaring three mobility attributes, and Alice
+/// with a mobility pod.
+fn seeded() -> Index {
+    let mut index = Index::default();
+    apply(&mut index, T0, member("nl-eindhoven", 1)).unwrap();
+    apply(&mut index, T0, member("be-gent", 2)).unwrap();
+    let declarations = vec![PurposeDeclaration {
+        purpose: purpose(),
+        attributes: vec![attr("mobility.trips"), attr("mobility.pass"), attr("mobility.home")],
+    }];
+    let register_service = Command::RegisterService {
+        service_id: service(),
+        organisation: "Ride Share BV".to_owned(),
+        declarations,
+    };
+    apply(&mut index, T0, register_service).unwrap();
+    let register = Command::RegisterCitizen {
+        citizen_id: alice(),
+        home_city: city("nl-eindhoven"),
+        identifiers: vec![ident("EHV-1")],
+    };
+    apply(&mut index, T0, register).unwrap();
+    let pod = CitizenOp::SetLocation {
+        category: roamhub_index::Category::parse("category", "mobility").unwrap(),
+        uri: "https://pod.example/alice/mobility".to_owned(),
+        provider: "Pod Co".to_owned(),
+    };
+    apply(&mut index, T0, citizen_op(pod)).unwrap();
+    index
+}
+
+fn resolution(response: Response) -> roamhub_index::Resolution {
+    match response {
+        Response::Resolution(resolution) => resolution,
+        other => panic!("expected a resolution, got {other:?}"),
+    }
+}
+
+fn access_log(index: &Index) -> Vec<roamhub_index::AccessRecord> {
+    let query = Query::AccessLog { citizen_id: alice(), limit: 100 };
+    match index.query(&query).unwrap() {
+        QueryAnswer::AccessLog(records) => records,
+        other => panic!("expected an access log, got {other:?}"),
+    }
+}
+
+#[test]
+fn resolution_releases_exactly_the_consented_attributes() {
+    let mut index = seeded();
+    apply(&mut index, T0 + 1, grant(&["mobility.trips", "mobility.pass"], None)).unwrap();
+
+    let released = resolution(apply(&mut index, T0 + 2, resolve(&[])).unwrap());
+
+    assert_eq!(released.refused, None);
+    let uris: Vec<&str> = released.pointers.iter().map(|p| p.uri.as_str()).collect();
+    assert_eq!(
+        uris,
+        ["https://pod.example/alice/mobility/pass", "https://pod.example/alice/mobility/trips"]
+    );
+    assert_eq!(released.home_city, city("nl-eindhoven"));
+    assert_eq!(access_log(&index).len(), 1);
+}
+
+#[test]
+fn asking_for_more_than_consented_releases_only_the_overlap() {
+    let mut index = seeded();
+    apply(&mut index, T0 + 1, grant(&["mobility.trips"], None)).unwrap();
+
+    let released =
+        resolution(apply(&mut index, T0 + 2, resolve(&["mobility.trips", "mobility.home"])).unwrap());
+    assert_eq!(released.pointers.len(), 1);
+    assert_eq!(released.pointers[0].attribute, attr("mobility.trips"));
+
+    let refused = resolution(apply(&mut index, T0 + 3, resolve(&["mobility.home"])).unwrap());
+    assert_eq!(refused.refused, Some(RefusalReason::AttributesNotConsented));
+}
+
+#[test]
+fn withdrawn_and_expired_consents_release_nothing_but_leave_a_record() {
+    let mut index = seeded();
+    let Response::Consent(consent) =
+        apply(&mut index, T0 + 1, grant(&["mobility.trips"], Some(T0 + 100))).unwrap()
+    else {
+        panic!("grant answers the consent");
+    };
+
+    let expired = resolution(apply(&mut index, T0 + 100, resolve(&[])).unwrap());
+    assert_eq!(expired.refused, Some(RefusalReason::ConsentExpired));
+    assert_eq!(consent.status_at(T0 + 100), ConsentStatus::Expired);
+
+    apply(&mut index, T0 + 200, grant(&["mobility.trips"], None)).unwrap();
+    let withdraw = CitizenOp::WithdrawConsent { consent_id: ConsentId(consent.consent_id.0 + 1) };
+    apply(&mut index, T0 + 201, citizen_op(withdraw)).unwrap();
+    let withdrawn = resolution(apply(&mut index, T0 + 202, resolve(&[])).unwrap());
+    assert!(withdrawn.refused.is_some());
+    assert!(withdrawn.pointers.is_empty());
+
+    let log = access_log(&index);
+    assert_eq!(log.len(), 2, "every attempt leaves a record");
+    assert!(log[0].record > log[1].record, "newest first");
+}
+
+#[test]
+fn switching_storage_keeps_history_and_moves_the_pointers() {
+    let mut index = seeded();
+    apply(&mut index, T0 + 1, grant(&["mobility.trips"], None)).unwrap();
+    let switch = CitizenOp::SetLocation {
+        category: roamhub_index::Category::parse("category", "mobility").unwrap(),
+        uri: "https://new-pod.example/a/m".to_owned(),
+        provider: "New Pod".to_owned(),
+    };
+    let Response::Location(location) = apply(&mut index, T0 + 5, citizen_op(switch)).unwrap() else {
+        panic!("set location answers the location");
+    };
+    assert_eq!(location.history.len(), 1);
+    assert_eq!(location.history[0].until_unix_ms, Some(T0 + 5));
+
+    apply(&mut index, T0 + 6, citizen_op(CitizenOp::MoveHome { to_city: city("be-gent") })).unwrap();
+    let released = resolution(apply(&mut index, T0 + 7, resolve(&[])).unwrap());
+    assert_eq!(released.pointers[0].uri, "https://new-pod.example/a/m/trips");
+    assert_eq!(released.home_city, city("be-gent"));
+}
+
+#[test]
+fn refused_commands_change_nothing() {
+    let mut index = seeded();
+    let before = index.clone();
+
+    let undeclared = grant(&["mobility.trips", "health.records"], None);
+    let err = apply(&mut index, T0 + 1, undeclared).unwrap_err();
+    assert!(matches!(err, IndexError::Precondition { .. }), "{err}");
+    assert_eq!(err.field(), "attributes");
+
+    let unknown_city = citizen_op(CitizenOp::MoveHome { to_city: city("de-berlin") });
+    assert_eq!(apply(&mut index, T0 + 2, unknown_city).unwrap_err().field(), "to_city");
+
+    let stranger = Command::Citizen {
+        citizen_id: CitizenId::from_random([9; 16]),
+        op: CitizenOp::MoveHome { to_city: city("be-gent") },
+    };
+    assert!(matches!(apply(&mut index, T0 + 3, stranger), Err(IndexError::NotFound { .. })));
+
+    let taken = Command::RegisterCitizen {
+        citizen_id: CitizenId::from_random([8; 16]),
+        home_city: city("be-gent"),
+        identifiers: vec![ident("EHV-2"), ident("EHV-1")],
+    };
+    assert!(matches!(apply(&mut index, T0 + 4, taken), Err(IndexError::AlreadyExists { .. })));
+
+    let past = grant(&["mobility.trips"], Some(T0));
+    assert_eq!(apply(&mut index, T0 + 5, past).unwrap_err().field(), "valid_until_unix_ms");
+
+    assert_eq!(index, before);
+}
+
+#[test]
+fn unknown_identifiers_are_not_found_and_leave_no_record() {
+    let mut index = seeded();
+    let mut args = match resolve(&[]) {
+        Command::Resolve(args) => args,
+        _ => unreachable!(),
+    };
+    args.identifier = ident("nobody");
+    let err = apply(&mut index, T0 + 1, Command::Resolve(args)).unwrap_err();
+    assert_eq!(err.field(), "identifier");
+    assert!(access_log(&index).is_empty());
+}
+
+#[test]
+fn applying_the_same_requests_gives_the_same_bytes() {
+    let mut left = seeded();
+    let mut right = seeded();
+    for index in [&mut left, &mut right] {
+        apply(index, T0 + 1, grant(&["mobility.trips", "mobility.pass"], None)).unwrap();
+        apply(index, T0 + 2, resolve(&["mobility.trips"])).unwrap();
+    }
+    let left_bytes = postcard::to_stdvec(&left).unwrap();
+    assert_eq!(left_bytes, postcard::to_stdvec(&right).unwrap());
+    let decoded: Index = postcard::from_bytes(&left_bytes).unwrap();
+    assert_eq!(decoded, left);
+    decoded.validate().unwrap();
+}
