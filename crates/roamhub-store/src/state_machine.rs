@@ -1,0 +1,206 @@
+//! The index state machine: entries applied from the Raft log, and its snapshots.
+//!
+//! The applied state lives in memory behind a lock that readers share through
+//! [`IndexReader`]. It is made durable by snapshots in the `snapshot` tree; after a restart
+//! the node loads the latest snapshot and openraft re-applies the committed log after it.
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
+use roamhub_index::{Index, IndexError, Query, QueryAnswer};
+use serde::{Deserialize, Serialize};
+use tracing::{info, instrument};
+
+use crate::codec::{decode, encode};
+use crate::db::{Db, DbError, Tree};
+use crate::types::{
+    CommandOutcome, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    TypeConfig,
+};
+
+const CURRENT_SNAPSHOT_KEY: &[u8] = b"current";
+
+/// The state as a whole: what has been applied, up to which entry, under which membership.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Applied {
+    last_applied: Option<LogId>,
+    last_membership: StoredMembership,
+    index: Index,
+}
+
+/// A snapshot as stored: its metadata and the encoded [`Applied`] state.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+/// Read access to the applied index, shared with the API.
+#[derive(Clone)]
+pub struct IndexReader {
+    applied: Arc<RwLock<Applied>>,
+}
+
+impl IndexReader {
+    pub fn query(&self, query: &Query) -> Result<QueryAnswer, IndexError> {
+        self.applied.read().expect("index lock is never poisoned").index.query(query)
+    }
+
+    /// Runs `read` against the applied index.
+    pub fn with_index<T>(&self, read: impl FnOnce(&Index) -> T) -> T {
+        read(&self.applied.read().expect("index lock is never poisoned").index)
+    }
+}
+
+pub struct StateMachine {
+    db: Db,
+    snapshots: Tree,
+    applied: Arc<RwLock<Applied>>,
+}
+
+impl StateMachine {
+    pub fn open(db: Db) -> Result<StateMachine, DbError> {
+        let snapshots = db.tree("snapshot")?;
+        let mut applied = Applied::default();
+        if let Some(bytes) = snapshots.get(CURRENT_SNAPSHOT_KEY)? {
+            // A snapshot this release cannot read is fatal: starting empty would diverge.
+            let stored: StoredSnapshot = decode(&bytes).expect("stored snapshot decodes");
+            applied = decode(&stored.data).expect("stored snapshot state decodes");
+        }
+        Ok(StateMachine { db, snapshots, applied: Arc::new(RwLock::new(applied)) })
+    }
+
+    pub fn reader(&self) -> IndexReader {
+        IndexReader { applied: self.applied.clone() }
+    }
+
+    fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
+        let bytes = self
+            .snapshots
+            .get(CURRENT_SNAPSHOT_KEY)
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        let snapshot = bytes
+            .map(|b| decode::<StoredSnapshot>(&b))
+            .transpose()
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(snapshot)
+    }
+
+    async fn save_snapshot(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
+        let signature = Some(stored.meta.signature());
+        self.snapshots
+            .insert(CURRENT_SNAPSHOT_KEY, encode(stored))
+            .map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
+        self.db.flush().await.map_err(|e| StorageIOError::write_snapshot(signature, &e))?;
+        Ok(())
+    }
+}
+
+/// Builds a snapshot of the state as it is when the builder runs.
+pub struct SnapshotBuilder {
+    machine_db: Db,
+    snapshots: Tree,
+    applied: Arc<RwLock<Applied>>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    #[instrument(level = "info", skip_all)]
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let (data, meta) = {
+            let applied = self.applied.read().expect("index lock is never poisoned");
+            let last = applied.last_applied;
+            let snapshot_id = match last {
+                Some(log_id) => format!("{}-{}", log_id.leader_id.term, log_id.index),
+                None => "empty".to_owned(),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: last,
+                last_membership: applied.last_membership.clone(),
+                snapshot_id,
+            };
+            (encode(&*applied), meta)
+        };
+
+        let stored = StoredSnapshot { meta: meta.clone(), data };
+        let machine = StateMachine {
+            db: self.machine_db.clone(),
+            snapshots: self.snapshots.clone(),
+            applied: self.applied.clone(),
+        };
+        machine.save_snapshot(&stored).await?;
+        info!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), "snapshot built");
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let applied = self.applied.read().expect("index lock is never poisoned");
+        Ok((applied.last_applied, applied.last_membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandOutcome>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut applied = self.applied.write().expect("index lock is never poisoned");
+        let mut outcomes = Vec::new();
+        for entry in entries {
+            applied.last_applied = Some(entry.log_id);
+            let outcome = match entry.payload {
+                EntryPayload::Blank => CommandOutcome::Raft,
+                EntryPayload::Normal(request) => CommandOutcome::Index(applied.index.apply(&request)),
+                EntryPayload::Membership(membership) => {
+                    applied.last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                    CommandOutcome::Raft
+                }
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            machine_db: self.db.clone(),
+            snapshots: self.snapshots.clone(),
+            applied: self.applied.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    #[instrument(level = "info", skip_all)]
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let state: Applied = decode(&data)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+
+        let stored = StoredSnapshot { meta: meta.clone(), data };
+        self.save_snapshot(&stored).await?;
+        let mut applied = self.applied.write().expect("index lock is never poisoned");
+        *applied = Applied {
+            last_applied: meta.last_log_id,
+            last_membership: meta.last_membership.clone(),
+            index: state.index,
+        };
+        info!(snapshot = %meta.snapshot_id, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let Some(stored) = self.load_snapshot()? else { return Ok(None) };
+        Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+    }
+}
