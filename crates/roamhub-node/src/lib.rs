@@ -1,1 +1,25 @@
-//! placeholder
+//! A roamhub node: one city's member of the federation.
+//!
+//! A node runs openraft over the sled store, serves the internal Raft service to its peers
+//! and the public `roamhub.v1` API to services, citizens and operators. Any node answers
+//! any request: writes and linearizable reads that reach a follower are handed to the
+//! leader over a connection of their own.
+//!
+//! - [`config`]: what a node is started with, and the named bounds it runs under;
+//! - [`node`]: starting a node, proposing commands, reading, and status;
+//! - [`network`]: the client side of Raft between nodes;
+//! - [`internal`]: the server side of Raft and of forwarded work;
+//! - [`api`]: the public gRPC service;
+//! - [`convert`]: between protobuf messages and index types;
+//! - [`error`]: why a request failed, mapped once to a gRPC status.
+
+pub mod api;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod internal;
+pub mod network;
+pub mod node;
+
+pub use config::{BootstrapMember, NodeConfig, RaftTiming};
+pub use node::{Node, RunningNode};

@@ -1,0 +1,304 @@
+//! The public `roamhub.v1` service, served identically by every node.
+//!
+//! Each handler parses its request into index types (refusing malformed fields with
+//! `InvalidArgument`), proposes a command or runs a linearizable query through [`Node`],
+//! and renders the answer. Handlers log under a span without request fields, so no
+//! personal identifier or consent payload reaches a log line.
+
+use std::sync::Arc;
+
+use roamhub_index::{
+    CitizenId, CitizenOp, Command, ConsentGrant, ConsentId, Query, QueryAnswer, ResolveArgs,
+    Response as Applied,
+};
+use roamhub_proto::v1 as pb;
+use roamhub_proto::v1::roamhub_server::{Roamhub, RoamhubServer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+use tracing::{error, instrument, warn};
+
+use crate::config::{
+    API_CONCURRENCY_PER_CONNECTION_MAX, API_MESSAGE_BYTES_MAX, API_REQUEST_TIMEOUT,
+    STREAMS_PER_CONNECTION_MAX,
+};
+use crate::convert;
+use crate::error::invalid;
+use crate::node::{Node, now_unix_ms};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+/// Serves the public API, with gRPC health and reflection, until `shutdown` turns true.
+pub async fn serve(node: Arc<Node>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<RoamhubServer<Api>>().await;
+    tokio::spawn(report_raft_failure(node.clone(), health));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(roamhub_proto::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let reflection = match reflection {
+        Ok(reflection) => reflection,
+        Err(error) => {
+            error!(%error, "reflection service could not be built");
+            return;
+        }
+    };
+
+    let api = RoamhubServer::new(Api { node })
+        .max_decoding_message_size(API_MESSAGE_BYTES_MAX);
+    let served = tonic::transport::Server::builder()
+        .timeout(API_REQUEST_TIMEOUT)
+        .concurrency_limit_per_connection(API_CONCURRENCY_PER_CONNECTION_MAX)
+        .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(api)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    if let Err(error) = served {
+        error!(%error, "API listener failed");
+    }
+}
+
+/// Turns the health status to NOT_SERVING once Raft has stopped on a storage or other fatal
+/// error, so that load balancers and operators see a node that must be rebuilt.
+async fn report_raft_failure(node: Arc<Node>, health: tonic_health::server::HealthReporter) {
+    let mut metrics = node.raft().metrics();
+    while metrics.changed().await.is_ok() {
+        let stopped = metrics.borrow().running_state.is_err();
+        if stopped {
+            warn!("raft stopped; reporting NOT_SERVING");
+            health.set_not_serving::<RoamhubServer<Api>>().await;
+            return;
+        }
+    }
+}
+
+pub struct Api {
+    node: Arc<Node>,
+}
+
+fn unexpected(answer: impl std::fmt::Debug) -> Status {
+    Status::internal(format!("unexpected answer from the index: {answer:?}"))
+}
+
+impl Api {
+    async fn propose(&self, command: Command) -> Result<Applied, Status> {
+        Ok(self.node.propose(command).await?)
+    }
+
+    async fn citizen_op(&self, citizen_id: &str, op: CitizenOp) -> Result<Applied, Status> {
+        let citizen_id = convert::citizen_id(citizen_id)?;
+        self.propose(Command::Citizen { citizen_id, op }).await
+    }
+
+    async fn citizen_reply(&self, citizen_id: &str, op: CitizenOp) -> Reply<pb::Citizen> {
+        match self.citizen_op(citizen_id, op).await? {
+            Applied::Citizen(citizen) => Ok(Response::new(convert::pb_citizen(&citizen, now_unix_ms()))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn consent_reply(&self, citizen_id: &str, op: CitizenOp) -> Reply<pb::Consent> {
+        match self.citizen_op(citizen_id, op).await? {
+            Applied::Consent(consent) => Ok(Response::new(convert::pb_consent(&consent, now_unix_ms()))),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// Sixteen bytes from the operating system's generator, for a fresh citizen id.
+fn random_citizen_id() -> Result<CitizenId, Status> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| Status::unavailable(format!("no randomness: {e}")))?;
+    Ok(CitizenId::from_random(bytes))
+}
+
+#[tonic::async_trait]
+impl Roamhub for Api {
+    #[instrument(skip_all, fields(rpc = "register_citizen"))]
+    async fn register_citizen(
+        &self,
+        request: Request<pb::RegisterCitizenRequest>,
+    ) -> Reply<pb::RegisterCitizenResponse> {
+        let request = request.into_inner();
+        let home_city = convert::city_id("home_city", &request.home_city)?;
+        let identifiers = request
+            .identifiers
+            .iter()
+            .map(|identifier| convert::identifier("identifiers", Some(identifier)))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let command =
+            Command::RegisterCitizen { citizen_id: random_citizen_id()?, home_city, identifiers };
+        match self.propose(command).await? {
+            Applied::CitizenRegistered(citizen_id) => {
+                Ok(Response::new(pb::RegisterCitizenResponse { citizen_id: citizen_id.to_string() }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[instrument(skip_all, fields(rpc = "add_identifier"))]
+    async fn add_identifier(&self, request: Request<pb::AddIdentifierRequest>) -> Reply<pb::Citizen> {
+        let request = request.into_inner();
+        let identifier = convert::identifier("identifier", request.identifier.as_ref())?;
+        self.citizen_reply(&request.citizen_id, CitizenOp::AddIdentifier(identifier)).await
+    }
+
+    #[instrument(skip_all, fields(rpc = "move_home"))]
+    async fn move_home(&self, request: Request<pb::MoveHomeRequest>) -> Reply<pb::Citizen> {
+        let request = request.into_inner();
+        let to_city = convert::city_id("to_city", &request.to_city)?;
+        self.citizen_reply(&request.citizen_id, CitizenOp::MoveHome { to_city }).await
+    }
+
+    #[instrument(skip_all, fields(rpc = "get_citizen"))]
+    async fn get_citizen(&self, request: Request<pb::GetCitizenRequest>) -> Reply<pb::Citizen> {
+        let citizen_id = convert::citizen_id(&request.get_ref().citizen_id)?;
+        match self.node.read(Query::Citizen(citizen_id)).await? {
+            QueryAnswer::Citizen(citizen) => {
+                Ok(Response::new(convert::pb_citizen(&citizen, now_unix_ms())))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[instrument(skip_all, fields(rpc = "set_location"))]
+    async fn set_location(&self, request: Request<pb::SetLocationRequest>) -> Reply<pb::DataLocation> {
+        let request = request.into_inner();
+        let category =
+            roamhub_index::Category::parse("category", &request.category).map_err(invalid)?;
+        let op = CitizenOp::SetLocation { category, uri: request.uri, provider: request.provider };
+        match self.citizen_op(&request.citizen_id, op).await? {
+            Applied::Location(location) => Ok(Response::new(convert::pb_location(&location))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[instrument(skip_all, fields(rpc = "register_service"))]
+    async fn register_service(&self, request: Request<pb::RegisterServiceRequest>) -> Reply<pb::Service> {
+        let request = request.into_inner();
+        let command = Command::RegisterService {
+            service_id: convert::service_id(&request.service_id)?,
+            organisation: request.organisation,
+            declarations: convert::declarations(&request.declarations)?,
+        };
+        match self.propose(command).await? {
+            Applied::ServiceRegistered(service) => Ok(Response::new(convert::pb_service(&service))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[instrument(skip_all, fields(rpc = "list_services"))]
+    async fn list_services(
+        &self,
+        _request: Request<pb::ListServicesRequest>,
+    ) -> Reply<pb::ListServicesResponse> {
+        match self.node.read(Query::Services).await? {
+            QueryAnswer::Services(services) => Ok(Response::new(pb::ListServicesResponse {
+                services: services.iter().map(convert::pb_service).collect(),
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[instrument(skip_all, fields(rpc = "grant_consent"))]
+    async fn grant_consent(&self, request: Request<pb::GrantConsentRequest>) -> Reply<pb::Consent> {
+        let request = request.into_inner();
+        let grant = ConsentGrant {
+            service_id: convert::service_id(&request.service_id)?,
+            purpose: convert::purpose("purpose", &request.purpose)?,
+            attributes: convert::attributes("attributes", &request.attributes)?,
+            legal_basis: convert::legal_basis(request.legal_basis)?,
+            valid_from_unix_ms: convert::optional_time(request.valid_from_unix_ms),
+            valid_until_unix_ms: convert::optional_time(request.valid_until_unix_ms),
+        };
+        self.consent_reply(&request.citizen_id, CitizenOp::GrantConsent(grant)).await
+    }
+
+    #[instrument(skip_all, fields(rpc = "withdraw_consent"))]
+    async fn withdraw_consent(&self, request: Request<pb::WithdrawConsentRequest>) -> Reply<pb::Consent> {
+        let request = request.into_inner();
+        let consent_id = ConsentId::parse("consent_id", &request.consent_id).map_err(invalid)?;
+        self.consent_reply(&request.citizen_id, CitizenOp::WithdrawConsent { consent_id }).await
+    }
+
+    #[instrument(skip_all, fields(rpc = "resolve"))]
+    async fn resolve(&self, request: Request<pb::ResolveRequest>) -> Reply<pb::ResolveResponse> {
+        let request = request.into_inner();
+        let args = ResolveArgs {
+            identifier: convert::identifier("identifier", request.identifier.as_ref())?,
+            service_id: convert::service_id(&request.service_id)?,
+            purpose: convert::purpose("purpose", &request.purpose)?,
+            attributes: convert::attributes("attributes", &request.attributes)?,
+            via_city: self.node.city_id().clone(),
+        };
+
+        // The pointers exist only in the answer of a committed command: the access record
+        // is part of the same log entry, so it is durable before any pointer leaves.
+        let resolution = match self.propose(Command::Resolve(args)).await? {
+            Applied::Resolution(resolution) => resolution,
+            other => return Err(unexpected(other)),
+        };
+        match resolution.refused {
+            None => Ok(Response::new(convert::pb_resolution(&resolution))),
+            Some(reason) => Err(crate::error::refused_resolution(reason, resolution.access_record)),
+        }
+    }
+
+    #[instrument(skip_all, fields(rpc = "read_access_log"))]
+    async fn read_access_log(
+        &self,
+        request: Request<pb::ReadAccessLogRequest>,
+    ) -> Reply<pb::ReadAccessLogResponse> {
+        let request = request.into_inner();
+        let citizen_id = convert::citizen_id(&request.citizen_id)?;
+        let limit = match request.limit {
+            0 => roamhub_index::limits::ACCESS_LOG_PAGE_MAX,
+            limit => limit as usize,
+        };
+        match self.node.read(Query::AccessLog { citizen_id, limit }).await? {
+            QueryAnswer::AccessLog(records) => Ok(Response::new(pb::ReadAccessLogResponse {
+                records: records.iter().map(convert::pb_access_record).collect(),
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[instrument(skip_all, fields(rpc = "list_members"))]
+    async fn list_members(&self, _request: Request<pb::ListMembersRequest>) -> Reply<pb::ListMembersResponse> {
+        match self.node.read(Query::Members).await? {
+            QueryAnswer::Members(members) => Ok(Response::new(pb::ListMembersResponse {
+                members: members.iter().map(convert::pb_member).collect(),
+            })),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[instrument(skip_all, fields(rpc = "node_status"))]
+    async fn node_status(&self, _request: Request<pb::NodeStatusRequest>) -> Reply<pb::NodeStatusResponse> {
+        let metrics = self.node.raft().metrics().borrow().clone();
+        let role = match metrics.state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Follower => "follower",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Shutdown => "shutdown",
+        };
+        Ok(Response::new(pb::NodeStatusResponse {
+            city_id: self.node.city_id().to_string(),
+            raft_node_id: self.node.node_id(),
+            role: role.to_owned(),
+            leader_node_id: metrics.current_leader.unwrap_or_default(),
+            term: metrics.current_term,
+            last_log_index: metrics.last_log_index.unwrap_or_default(),
+            last_applied_index: metrics.last_applied.map(|id| id.index).unwrap_or_default(),
+            voters: metrics.membership_config.membership().voter_ids().collect(),
+        }))
+    }
+}

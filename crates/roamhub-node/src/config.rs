@@ -1,0 +1,120 @@
+//! What a node is started with, and the named bounds it runs under.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest public API request a node decodes.
+pub const API_MESSAGE_BYTES_MAX: usize = 256 * 1024;
+/// Largest internal message (Raft append batches, snapshot chunks, forwarded work).
+pub const RAFT_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Snapshot chunk size; well under `RAFT_MESSAGE_BYTES_MAX`.
+pub const SNAPSHOT_CHUNK_BYTES_MAX: u64 = 1024 * 1024;
+/// Log entries sent in one append.
+pub const APPEND_ENTRIES_MAX: u64 = 256;
+/// Concurrent requests served per public API connection.
+pub const API_CONCURRENCY_PER_CONNECTION_MAX: usize = 64;
+/// Concurrent HTTP/2 streams per connection, on either listener.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 128;
+/// How long a public API call may take before the node gives up on it.
+pub const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one Raft message to a peer may take.
+pub const RAFT_RPC_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a forwarded write or read may take at the leader.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(8);
+/// How often a request is re-sent when the leader changed under it.
+pub const FORWARD_ATTEMPTS_MAX: u32 = 5;
+/// How long to wait for a leader to be known before answering `Unavailable`.
+pub const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// Connecting to a peer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Raft timing, in milliseconds; defaults suit a LAN or loopback. Between cities, set the
+/// election timeout to 10 to 20 round trips.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RaftTiming {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub install_snapshot_timeout_ms: u64,
+    /// Build a snapshot after this many applied entries.
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind a snapshot, for followers just behind.
+    pub entries_kept_after_snapshot: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 600,
+            election_timeout_max_ms: 1200,
+            install_snapshot_timeout_ms: 5000,
+            snapshot_every_entries: 5000,
+            entries_kept_after_snapshot: 1000,
+        }
+    }
+}
+
+/// A voter of a brand-new federation, given to the one node that bootstraps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootstrapMember {
+    pub node_id: u64,
+    pub raft_addr: String,
+    pub api_addr: String,
+}
+
+impl BootstrapMember {
+    /// Parses `ID@RAFT_HOST:PORT@API_HOST:PORT`.
+    pub fn parse(spec: &str) -> Result<BootstrapMember, String> {
+        let parts: Vec<&str> = spec.split('@').collect();
+        let [id, raft_addr, api_addr] = parts.as_slice() else {
+            return Err(format!("bootstrap member {spec:?} is not ID@RAFT_ADDR@API_ADDR"));
+        };
+        let node_id = id.parse::<u64>().ok().filter(|id| *id > 0);
+        let node_id = node_id.ok_or_else(|| format!("node id {id:?} is not a positive number"))?;
+        Ok(BootstrapMember {
+            node_id,
+            raft_addr: raft_addr.to_string(),
+            api_addr: api_addr.to_string(),
+        })
+    }
+}
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: u64,
+    /// The member id of the city this node serves, e.g. `nl-eindhoven`.
+    pub city_id: String,
+    pub display_name: String,
+    pub data_dir: PathBuf,
+    /// `host:port` the internal Raft service listens on and peers dial.
+    pub raft_addr: String,
+    /// `host:port` the public API listens on and clients dial.
+    pub api_addr: String,
+    /// Set on exactly one node of a new federation: the initial voters. Ignored once the
+    /// node's storage holds a federation.
+    pub bootstrap: Vec<BootstrapMember>,
+    pub timing: RaftTiming,
+}
+
+impl NodeConfig {
+    pub fn raft_config(&self) -> openraft::Config {
+        let timing = &self.timing;
+        openraft::Config {
+            cluster_name: "roamhub".to_owned(),
+            heartbeat_interval: timing.heartbeat_interval_ms,
+            election_timeout_min: timing.election_timeout_min_ms,
+            election_timeout_max: timing.election_timeout_max_ms,
+            install_snapshot_timeout: timing.install_snapshot_timeout_ms,
+            max_payload_entries: APPEND_ENTRIES_MAX,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES_MAX,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(timing.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: timing.entries_kept_after_snapshot,
+            ..Default::default()
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Between protobuf messages and index types.
+//!
+//! Parsing goes one way only, through the index's validating constructors, so a malformed
+//! field is refused at the edge with `InvalidArgument` naming it, before anything is
+//! proposed. Rendering takes the time of the answer, as a consent's status depends on it.
+
+use roamhub_index as index;
+use roamhub_proto::v1 as pb;
+use tonic::Status;
+
+use crate::error::invalid;
+
+pub fn identifier(field: &str, value: Option<&pb::Identifier>) -> Result<index::Identifier, Status> {
+    let value = value.ok_or_else(|| invalid(index::IndexError::invalid(field, "is required")))?;
+    index::Identifier::parse(field, &value.scheme, &value.value).map_err(invalid)
+}
+
+pub fn attributes(field: &str, values: &[String]) -> Result<Vec<index::Attribute>, Status> {
+    values.iter().map(|value| index::Attribute::parse(field, value).map_err(invalid)).collect()
+}
+
+pub fn citizen_id(value: &str) -> Result<index::CitizenId, Status> {
+    index::CitizenId::parse("citizen_id", value).map_err(invalid)
+}
+
+pub fn city_id(field: &str, value: &str) -> Result<index::CityId, Status> {
+    index::CityId::parse(field, value).map_err(invalid)
+}
+
+pub fn service_id(value: &str) -> Result<index::ServiceId, Status> {
+    index::ServiceId::parse("service_id", value).map_err(invalid)
+}
+
+pub fn purpose(field: &str, value: &str) -> Result<index::Purpose, Status> {
+    index::Purpose::parse(field, value).map_err(invalid)
+}
+
+/// Zero stands for "not set" in the API's times.
+pub fn optional_time(value: u64) -> Option<u64> {
+    (value != 0).then_some(value)
+}
+
+pub fn legal_basis(value: i32) -> Result<index::LegalBasis, Status> {
+    let basis = pb::LegalBasis::try_from(value).map_err(|_| {
+        invalid(index::IndexError::invalid("legal_basis", format!("{value} is not a legal basis")))
+    })?;
+    Ok(match basis {
+        pb::LegalBasis::Unspecified | pb::LegalBasis::Consent => index::LegalBasis::Consent,
+        pb::LegalBasis::Contract => index::LegalBasis::Contract,
+        pb::LegalBasis::LegalObligation => index::LegalBasis::LegalObligation,
+        pb::LegalBasis::VitalInterest => index::LegalBasis::VitalInterest,
+        pb::LegalBasis::PublicTask => index::LegalBasis::PublicTask,
+        pb::LegalBasis::LegitimateInterest => index::LegalBasis::LegitimateInterest,
+    })
+}
+
+pub fn declarations(values: &[pb::PurposeDeclaration]) -> Result<Vec<index::PurposeDeclaration>, Status> {
+    values
+        .iter()
+        .map(|declaration| {
+            Ok(index::PurposeDeclaration {
+                purpose: purpose("declarations.purpose", &declaration.purpose)?,
+                attributes: attributes("declarations.attributes", &declaration.attributes)?,
+            })
+        })
+        .collect()
+}
+
+fn strings<T: ToString>(values: &[T]) -> Vec<String> {
+    values.iter().map(ToString::to_string).collect()
+}
+
+fn pb_identifier(value: &index::Identifier) -> pb::Identifier {
+    pb::Identifier { scheme: value.scheme().to_owned(), value: value.value().to_owned() }
+}
+
+fn pb_legal_basis(value: index::LegalBasis) -> pb::LegalBasis {
+    match value {
+        index::LegalBasis::Consent => pb::LegalBasis::Consent,
+        index::LegalBasis::Contract => pb::LegalBasis::Contract,
+        index::LegalBasis::LegalObligation => pb::LegalBasis::LegalObligation,
+        index::LegalBasis::VitalInterest => pb::LegalBasis::VitalInterest,
+        index::LegalBasis::PublicTask => pb::LegalBasis::PublicTask,
+        index::LegalBasis::LegitimateInterest => pb::LegalBasis::LegitimateInterest,
+    }
+}
+
+pub fn pb_pointer(value: &index::Pointer) -> pb::Pointer {
+    pb::Pointer {
+        uri: value.uri.clone(),
+        provider: value.provider.clone(),
+        since_unix_ms: value.since_unix_ms,
+        until_unix_ms: value.until_unix_ms.unwrap_or_default(),
+    }
+}
+
+pub fn pb_location(value: &index::DataLocation) -> pb::DataLocation {
+    pb::DataLocation {
+        category: value.category.to_string(),
+        current: Some(pb_pointer(&value.current)),
+        history: value.history.iter().map(pb_pointer).collect(),
+    }
+}
+
+pub fn pb_consent(value: &index::Consent, now_unix_ms: u64) -> pb::Consent {
+    let status = match value.status_at(now_unix_ms) {
+        index::ConsentStatus::Given => pb::ConsentStatus::Given,
+        index::ConsentStatus::Withdrawn => pb::ConsentStatus::Withdrawn,
+        index::ConsentStatus::Expired => pb::ConsentStatus::Expired,
+    };
+    pb::Consent {
+        consent_id: value.consent_id.to_string(),
+        citizen_id: value.citizen_id.to_string(),
+        service_id: value.service_id.to_string(),
+        purpose: value.purpose.to_string(),
+        attributes: strings(&value.attributes),
+        legal_basis: pb_legal_basis(value.legal_basis).into(),
+        valid_from_unix_ms: value.valid_from_unix_ms,
+        valid_until_unix_ms: value.valid_until_unix_ms.unwrap_or_default(),
+        status: status.into(),
+        given_at_unix_ms: value.given_at_unix_ms,
+        withdrawn_at_unix_ms: value.withdrawn_at_unix_ms().unwrap_or_default(),
+    }
+}
+
+pub fn pb_citizen(value: &index::Citizen, now_unix_ms: u64) -> pb::Citizen {
+    pb::Citizen {
+        citizen_id: value.citizen_id.to_string(),
+        home_city: value.home_city.to_string(),
+        registered_at_unix_ms: value.registered_at_unix_ms,
+        identifiers: value.identifiers.iter().map(pb_identifier).collect(),
+        locations: value.locations.values().map(pb_location).collect(),
+        consents: value.consents.values().map(|c| pb_consent(c, now_unix_ms)).collect(),
+        home_history: value
+            .home_history
+            .iter()
+            .map(|period| pb::HomeCityPeriod {
+                city: period.city.to_string(),
+                from_unix_ms: period.from_unix_ms,
+                until_unix_ms: period.until_unix_ms,
+            })
+            .collect(),
+    }
+}
+
+pub fn pb_declaration(value: &index::PurposeDeclaration) -> pb::PurposeDeclaration {
+    pb::PurposeDeclaration { purpose: value.purpose.to_string(), attributes: strings(&value.attributes) }
+}
+
+pub fn pb_service(value: &index::Service) -> pb::Service {
+    pb::Service {
+        service_id: value.service_id.to_string(),
+        organisation: value.organisation.clone(),
+        declarations: value.declarations.iter().map(pb_declaration).collect(),
+        registered_at_unix_ms: value.registered_at_unix_ms,
+    }
+}
+
+pub fn pb_member(value: &index::Member) -> pb::Member {
+    pb::Member {
+        city_id: value.city_id.to_string(),
+        display_name: value.display_name.clone(),
+        country: value.country.clone(),
+        api_endpoint: value.api_endpoint.clone(),
+        raft_node_id: value.raft_node_id,
+    }
+}
+
+pub fn pb_access_record(value: &index::AccessRecord) -> pb::AccessRecord {
+    let (outcome, released, reason) = match &value.outcome {
+        index::AccessOutcome::Released { attributes } => {
+            (pb::AccessOutcome::Released, strings(attributes), String::new())
+        }
+        index::AccessOutcome::Refused { reason } => {
+            (pb::AccessOutcome::Refused, Vec::new(), reason.describe().to_owned())
+        }
+    };
+    pb::AccessRecord {
+        record: value.record,
+        at_unix_ms: value.at_unix_ms,
+        service_id: value.service_id.to_string(),
+        purpose: value.purpose.to_string(),
+        via_city: value.via_city.to_string(),
+        outcome: outcome.into(),
+        attributes_requested: strings(&value.attributes_requested),
+        attributes_released: released,
+        reason,
+    }
+}
+
+pub fn pb_resolution(value: &index::Resolution) -> pb::ResolveResponse {
+    pb::ResolveResponse {
+        home_city: value.home_city.to_string(),
+        pointers: value
+            .pointers
+            .iter()
+            .map(|pointer| pb::ResolvedPointer {
+                attribute: pointer.attribute.to_string(),
+                uri: pointer.uri.clone(),
+                provider: pointer.provider.clone(),
+            })
+            .collect(),
+        unavailable: strings(&value.unavailable),
+        access_record: value.access_record,
+    }
+}

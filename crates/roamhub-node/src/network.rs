@@ -1,0 +1,137 @@
+//! The client side of Raft between nodes: openraft's messages over the internal gRPC service.
+//!
+//! Each message travels as a [`RaftMessage`]: openraft's own request type, encoded by the
+//! store's versioned codec. The peer answers with the encoded `Result` of its Raft call, so
+//! a remote Raft error arrives as openraft's `RemoteError`.
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use roamhub_proto::raft::v1::RaftMessage;
+use roamhub_proto::raft::v1::raft_client::RaftClient;
+use roamhub_store::codec::{self, FORMAT_VERSION};
+use roamhub_store::{NodeAddress, TypeConfig};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::{CONNECT_TIMEOUT, RAFT_MESSAGE_BYTES_MAX, RAFT_RPC_TIMEOUT};
+
+/// Opens a lazily connected channel to `addr` (`host:port`), bounded in time.
+pub fn lazy_channel(addr: &str, request_timeout: std::time::Duration) -> Result<Channel, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad address {addr:?}: {e}"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(request_timeout)
+        .tcp_nodelay(true);
+    Ok(endpoint.connect_lazy())
+}
+
+pub fn to_message<T: Serialize>(value: &T) -> RaftMessage {
+    RaftMessage { format_version: u32::from(FORMAT_VERSION), data: codec::encode(value) }
+}
+
+pub fn from_message<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, String> {
+    if message.format_version != u32::from(FORMAT_VERSION) {
+        return Err(format!("message format version {} is unknown", message.format_version));
+    }
+    codec::decode(&message.data).map_err(|e| e.to_string())
+}
+
+/// Makes one [`PeerClient`] per peer for openraft.
+#[derive(Clone, Default)]
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &NodeAddress) -> PeerClient {
+        let channel = lazy_channel(&node.raft_addr, RAFT_RPC_TIMEOUT);
+        PeerClient { target, node: node.clone(), channel }
+    }
+}
+
+/// Raft messages to one peer, over one connection kept for Raft alone.
+pub struct PeerClient {
+    target: u64,
+    node: NodeAddress,
+    /// `Err` when the peer's address cannot even be parsed; every call then fails.
+    channel: Result<Channel, String>,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<u64, NodeAddress, RaftError<u64, E>>>;
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(&self, kind: RaftCall, request: &Req) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let channel = self.channel.clone().map_err(|e| unreachable_peer(&e))?;
+        let mut client = RaftClient::new(channel)
+            .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+        let message = to_message(request);
+        let reply = match kind {
+            RaftCall::Append => client.append_entries(message).await,
+            RaftCall::Vote => client.vote(message).await,
+            RaftCall::Snapshot => client.install_snapshot(message).await,
+        };
+
+        let reply = reply.map_err(|status| match status.code() {
+            tonic::Code::Unavailable => unreachable_peer(status.message()),
+            _ => RPCError::Network(NetworkError::new(&status)),
+        })?;
+        let answer: Result<Resp, RaftError<u64, E>> = from_message(reply.get_ref())
+            .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
+        answer.map_err(|source| {
+            RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), source))
+        })
+    }
+}
+
+fn unreachable_peer<E>(reason: &str) -> RPCError<u64, NodeAddress, E>
+where
+    E: std::error::Error,
+{
+    RPCError::Unreachable(Unreachable::new(&std::io::Error::other(reason.to_owned())))
+}
+
+#[derive(Clone, Copy)]
+enum RaftCall {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<u64>, openraft::error::Infallible> {
+        self.call(RaftCall::Append, &rpc).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<u64>, InstallSnapshotError> {
+        self.call(RaftCall::Snapshot, &rpc).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        _option: RPCOption,
+    ) -> RpcResult<VoteResponse<u64>, openraft::error::Infallible> {
+        self.call(RaftCall::Vote, &rpc).await
+    }
+}

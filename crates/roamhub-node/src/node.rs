@@ -1,0 +1,331 @@
+//! A running node: Raft, its two listeners, and the way requests reach the leader.
+//!
+//! Every write becomes a [`Request`] stamped here with this node's clock and proposed
+//! through Raft; every read waits until the leader has confirmed it still leads. When this
+//! node is not the leader it hands the work to the leader's internal `Forward` service, on a
+//! connection apart from Raft's own, and returns the leader's answer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use roamhub_index::{CityId, Command, IndexError, Member, Query, QueryAnswer, Request, Response};
+use roamhub_proto::raft::v1::forward_client::ForwardClient;
+use roamhub_store::{CommandOutcome, IndexReader, NodeAddress, TypeConfig};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::{
+    API_REQUEST_TIMEOUT, FORWARD_ATTEMPTS_MAX, FORWARD_TIMEOUT, LEADER_WAIT, NodeConfig,
+    RAFT_MESSAGE_BYTES_MAX,
+};
+use crate::error::NodeError;
+use crate::network::{Network, from_message, lazy_channel, to_message};
+use crate::{api, internal};
+
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// How often a node retries announcing itself as a member until the federation takes it.
+const MEMBER_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(300);
+
+/// The node's only clock, read when a request arrives and never inside the state machine.
+pub fn now_unix_ms() -> u64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Work that must run at the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Work {
+    Propose(Request),
+    Read(Query),
+}
+
+/// What the leader produced for a piece of [`Work`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Done {
+    Response(Response),
+    Answer(QueryAnswer),
+}
+
+/// How one attempt at a piece of work ended at one node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Attempt {
+    Done(Result<Done, IndexError>),
+    /// This node does not lead; the leader is named when known. Nothing was proposed.
+    NotLeader { leader: Option<NodeAddress> },
+    /// The outcome is unknown or the federation cannot answer now.
+    Unavailable(String),
+}
+
+pub struct Node {
+    node_id: u64,
+    city_id: CityId,
+    config: NodeConfig,
+    raft: Raft,
+    reader: IndexReader,
+    /// Channels to leaders' `Forward` service, by Raft address; apart from Raft traffic.
+    forward_channels: Mutex<HashMap<String, Channel>>,
+}
+
+/// A started node and the tasks that serve it.
+pub struct RunningNode {
+    pub node: Arc<Node>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Node {
+    /// Opens the node's storage, starts Raft and both listeners, and bootstraps a new
+    /// federation when the config asks for it and none exists yet.
+    pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
+        let city_id = CityId::parse("city_id", &config.city_id).map_err(anyhow::Error::msg)?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let (log_store, state_machine) = roamhub_store::open(&config.data_dir)
+            .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
+        let reader = state_machine.reader();
+
+        let raft_config = Arc::new(config.raft_config().validate()?);
+        let raft =
+            Raft::new(config.node_id, raft_config, Network, log_store, state_machine).await?;
+        let raft_listener = TcpListener::bind(&config.raft_addr)
+            .await
+            .with_context(|| format!("binding the Raft listener on {}", config.raft_addr))?;
+        let api_listener = TcpListener::bind(&config.api_addr)
+            .await
+            .with_context(|| format!("binding the API listener on {}", config.api_addr))?;
+
+        let node = Arc::new(Node {
+            node_id: config.node_id,
+            city_id,
+            config,
+            raft,
+            reader,
+            forward_channels: Mutex::new(HashMap::new()),
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let span = info_span!("node", city = %node.city_id, node_id = node.node_id);
+        let tasks = vec![
+            tokio::spawn(internal::serve(node.clone(), raft_listener, shutdown_rx.clone()).instrument(span.clone())),
+            tokio::spawn(api::serve(node.clone(), api_listener, shutdown_rx.clone()).instrument(span.clone())),
+            tokio::spawn(node.clone().announce_membership(shutdown_rx).instrument(span.clone())),
+        ];
+
+        node.bootstrap_once().instrument(span).await?;
+        Ok(RunningNode { node, shutdown, tasks })
+    }
+
+    /// Initialises a new federation with the configured voters, unless this node's storage
+    /// already belongs to one.
+    async fn bootstrap_once(&self) -> anyhow::Result<()> {
+        if self.config.bootstrap.is_empty() || self.raft.is_initialized().await? {
+            return Ok(());
+        }
+        let voters: BTreeMap<u64, NodeAddress> = self
+            .config
+            .bootstrap
+            .iter()
+            .map(|m| {
+                let address =
+                    NodeAddress { raft_addr: m.raft_addr.clone(), api_addr: m.api_addr.clone() };
+                (m.node_id, address)
+            })
+            .collect();
+        anyhow::ensure!(
+            voters.contains_key(&self.node_id),
+            "the bootstrap members must include this node ({})",
+            self.node_id
+        );
+        self.raft.initialize(voters).await.context("bootstrapping the federation")?;
+        info!(voters = self.config.bootstrap.len(), "federation bootstrapped");
+        Ok(())
+    }
+
+    /// Adds this city to the index's member list once a leader can take it.
+    async fn announce_membership(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let member = Member {
+            country: self.city_id.country(),
+            city_id: self.city_id.clone(),
+            display_name: self.config.display_name.clone(),
+            api_endpoint: self.config.api_addr.clone(),
+            raft_node_id: self.node_id,
+        };
+        loop {
+            let already = self.reader.with_index(|index| index.member(&self.city_id) == Some(&member));
+            if already {
+                return;
+            }
+            match self.propose(Command::UpsertMember(member.clone())).await {
+                Ok(_) => {
+                    info!("city announced as member");
+                    return;
+                }
+                Err(NodeError::Refused(refusal)) => {
+                    warn!(%refusal, "the federation refused this city as member");
+                    return;
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(MEMBER_ANNOUNCE_INTERVAL) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    pub fn city_id(&self) -> &CityId {
+        &self.city_id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Appends a command through Raft and answers once it is committed on a majority and
+    /// applied here or at the leader.
+    pub async fn propose(&self, command: Command) -> Result<Response, NodeError> {
+        let request = Request { at_unix_ms: now_unix_ms(), command };
+        match self.run_at_leader(Work::Propose(request)).await? {
+            Done::Response(response) => Ok(response),
+            Done::Answer(_) => Err(NodeError::Fatal("a write was answered as a read".to_owned())),
+        }
+    }
+
+    /// Answers a query linearizably: after the leader has confirmed that it still leads.
+    pub async fn read(&self, query: Query) -> Result<QueryAnswer, NodeError> {
+        match self.run_at_leader(Work::Read(query)).await? {
+            Done::Answer(answer) => Ok(answer),
+            Done::Response(_) => Err(NodeError::Fatal("a read was answered as a write".to_owned())),
+        }
+    }
+
+    /// Runs work here when this node leads, else at the leader, following leader changes.
+    ///
+    /// A write is retried only when it was certainly not proposed (a node said it does not
+    /// lead); an unknown outcome is reported as `Unavailable` so the caller decides.
+    async fn run_at_leader(&self, work: Work) -> Result<Done, NodeError> {
+        let mut reason = String::from("no leader");
+        for attempt in 0..FORWARD_ATTEMPTS_MAX {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(50 << attempt.min(4))).await;
+            }
+
+            let outcome = match self.run_here(&work).await {
+                Attempt::NotLeader { leader: Some(leader) } => self.forward(&leader, &work).await,
+                other => other,
+            };
+            match outcome {
+                Attempt::Done(result) => return result.map_err(NodeError::Refused),
+                Attempt::NotLeader { .. } => {
+                    reason = "the leader changed; no new leader yet".to_owned();
+                    self.wait_for_leader().await;
+                }
+                Attempt::Unavailable(why) if matches!(work, Work::Propose(_)) => {
+                    return Err(NodeError::unavailable(why));
+                }
+                Attempt::Unavailable(why) => reason = why,
+            }
+        }
+        Err(NodeError::unavailable(reason))
+    }
+
+    /// Runs work on this node if it leads. The `Forward` service calls this at the leader.
+    pub async fn run_here(&self, work: &Work) -> Attempt {
+        match work {
+            Work::Propose(request) => self.propose_here(request).await,
+            Work::Read(query) => self.read_here(query).await,
+        }
+    }
+
+    async fn propose_here(&self, request: &Request) -> Attempt {
+        let written = tokio::time::timeout(API_REQUEST_TIMEOUT, self.raft.client_write(request.clone()));
+        match written.await {
+            Err(_) => Attempt::Unavailable("timed out waiting for a majority".to_owned()),
+            Ok(Ok(reply)) => match reply.data {
+                CommandOutcome::Index(result) => Attempt::Done(result.map(Done::Response)),
+                CommandOutcome::Raft => Attempt::Unavailable("a command applied as Raft's".to_owned()),
+            },
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)))) => {
+                Attempt::NotLeader { leader: to.leader_node }
+            }
+            Ok(Err(error)) => Attempt::Unavailable(format!("raft: {error}")),
+        }
+    }
+
+    async fn read_here(&self, query: &Query) -> Attempt {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Attempt::Done(self.reader.query(query).map(Done::Answer)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
+                Attempt::NotLeader { leader: to.leader_node }
+            }
+            Err(error) => Attempt::Unavailable(format!("raft: {error}")),
+        }
+    }
+
+    /// Hands work to the leader's `Forward` service.
+    async fn forward(&self, leader: &NodeAddress, work: &Work) -> Attempt {
+        let channel = match self.forward_channel(&leader.raft_addr) {
+            Ok(channel) => channel,
+            Err(reason) => return Attempt::Unavailable(reason),
+        };
+        let mut client = ForwardClient::new(channel)
+            .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+        let reply = match work {
+            Work::Propose(request) => client.propose(to_message(request)).await,
+            Work::Read(query) => client.read(to_message(query)).await,
+        };
+        match reply {
+            Ok(reply) => from_message(reply.get_ref())
+                .unwrap_or_else(|e| Attempt::Unavailable(format!("unreadable leader reply: {e}"))),
+            Err(status) => Attempt::Unavailable(format!("leader unreachable: {}", status.message())),
+        }
+    }
+
+    fn forward_channel(&self, raft_addr: &str) -> Result<Channel, String> {
+        let mut channels = self.forward_channels.lock().expect("channel map is never poisoned");
+        if let Some(channel) = channels.get(raft_addr) {
+            return Ok(channel.clone());
+        }
+        let channel = lazy_channel(raft_addr, FORWARD_TIMEOUT)?;
+        channels.insert(raft_addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    async fn wait_for_leader(&self) {
+        let waited = self.raft.wait(Some(LEADER_WAIT));
+        let _ = waited.metrics(|m| m.current_leader.is_some(), "a leader is known").await;
+    }
+
+    /// The public API address of the current leader, when one is known.
+    pub fn leader_api(&self) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let membership = metrics.membership_config.membership();
+        membership.get_node(&leader).map(|address| address.api_addr.clone())
+    }
+}
+
+impl RunningNode {
+    /// Stops serving, then stops Raft. Storage stays as it is on disk.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Err(error) = self.node.raft.shutdown().await {
+            warn!(%error, "raft did not stop cleanly");
+        }
+    }
+}
