@@ -17,10 +17,19 @@ use crate::model::{
 };
 
 /// A command stamped with its time; the unit of the Raft log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its `Debug` output names only the kind of command, so that a log line printing a Raft
+/// entry (openraft's own included) never shows an identifier or a consent.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub at_unix_ms: u64,
     pub command: Command,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Request({} at {})", self.command.kind(), self.at_unix_ms)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +95,21 @@ pub enum Response {
 }
 
 impl Command {
+    /// The command's name, safe to log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::UpsertMember(_) => "upsert_member",
+            Command::RegisterCitizen { .. } => "register_citizen",
+            Command::RegisterService { .. } => "register_service",
+            Command::Citizen { op: CitizenOp::AddIdentifier(_), .. } => "add_identifier",
+            Command::Citizen { op: CitizenOp::SetLocation { .. }, .. } => "set_location",
+            Command::Citizen { op: CitizenOp::MoveHome { .. }, .. } => "move_home",
+            Command::Citizen { op: CitizenOp::GrantConsent(_), .. } => "grant_consent",
+            Command::Citizen { op: CitizenOp::WithdrawConsent { .. }, .. } => "withdraw_consent",
+            Command::Resolve(_) => "resolve",
+        }
+    }
+
     /// Re-checks every value of the command, as a replica must not trust the proposer.
     ///
     /// Ids are checked by their types when built from requests; what a type cannot carry

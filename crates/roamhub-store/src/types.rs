@@ -19,13 +19,24 @@ impl fmt::Display for NodeAddress {
     }
 }
 
-/// What applying one log entry produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What applying one log entry produced. Its `Debug` output says only whether a command was
+/// applied or refused, never what it answered.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandOutcome {
     /// An index command, applied or refused as a whole.
     Index(Result<Response, IndexError>),
     /// A blank or membership entry of Raft itself.
     Raft,
+}
+
+impl fmt::Debug for CommandOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandOutcome::Index(Ok(_)) => f.write_str("Applied"),
+            CommandOutcome::Index(Err(_)) => f.write_str("Refused"),
+            CommandOutcome::Raft => f.write_str("Raft"),
+        }
+    }
 }
 
 openraft::declare_raft_types!(

@@ -1,0 +1,225 @@
+//! The command line of `roamhub`, grouped by noun.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "roamhub", version, about = "A federated roaming hub for citizens' data pointers and consents")]
+pub struct Cli {
+    #[command(flatten)]
+    pub client: ClientOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How client subcommands reach a node and print answers.
+#[derive(Debug, Clone, Args)]
+pub struct ClientOptions {
+    /// Any node's public API, host:port.
+    #[arg(long, global = true, env = "ROAMHUB_NODE", default_value = "127.0.0.1:7101")]
+    pub node: String,
+    /// Print answers as JSON, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node.
+    Serve(ServeArgs),
+    /// Start a local federation of three cities and tell a citizen's story through it.
+    Demo(DemoArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+/// Flags of `roamhub serve`. Each can also come from a `ROAMHUB_*` variable or the TOML file
+/// named by `--config`; a flag beats a variable, which beats the file.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (same names, underscores).
+    #[arg(long, env = "ROAMHUB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Raft node id, a positive number unique in the federation.
+    #[arg(long, env = "ROAMHUB_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// The city this node serves, e.g. nl-eindhoven.
+    #[arg(long, env = "ROAMHUB_CITY_ID")]
+    pub city_id: Option<String>,
+    /// The city's name as people know it.
+    #[arg(long, env = "ROAMHUB_DISPLAY_NAME")]
+    pub display_name: Option<String>,
+    #[arg(long, env = "ROAMHUB_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// host:port of the internal Raft listener.
+    #[arg(long, env = "ROAMHUB_RAFT_ADDR")]
+    pub raft_addr: Option<String>,
+    /// host:port of the public API listener.
+    #[arg(long, env = "ROAMHUB_API_ADDR")]
+    pub api_addr: Option<String>,
+    /// On exactly one node of a new federation: an initial voter, ID@RAFT_ADDR@API_ADDR.
+    /// Repeat for each voter, this node included. Ignored once the federation exists.
+    #[arg(long = "bootstrap-member", env = "ROAMHUB_BOOTSTRAP_MEMBERS", value_delimiter = ',')]
+    pub bootstrap_members: Vec<String>,
+    #[arg(long, env = "ROAMHUB_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    #[arg(long, env = "ROAMHUB_ELECTION_TIMEOUT_MIN_MS")]
+    pub election_timeout_min_ms: Option<u64>,
+    #[arg(long, env = "ROAMHUB_ELECTION_TIMEOUT_MAX_MS")]
+    pub election_timeout_max_ms: Option<u64>,
+    /// Build a snapshot after this many applied entries.
+    #[arg(long, env = "ROAMHUB_SNAPSHOT_EVERY_ENTRIES")]
+    pub snapshot_every_entries: Option<u64>,
+    /// Entries kept in the log behind a snapshot.
+    #[arg(long, env = "ROAMHUB_ENTRIES_KEPT_AFTER_SNAPSHOT")]
+    pub entries_kept_after_snapshot: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Leave the federation running after the story and print how to reach it.
+    #[arg(long)]
+    pub keep: bool,
+    /// Where the three cities keep their data; a fresh temporary folder by default.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Citizens: register, show, add an identifier, move home city.
+    #[command(subcommand)]
+    Citizen(CitizenCommand),
+    /// Where a citizen's data lives, per category.
+    #[command(subcommand)]
+    Location(LocationCommand),
+    /// Consents: grant, withdraw, list.
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+    /// Services: register, list.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Resolve a citizen for a service and purpose; leaves an access record.
+    Resolve(ResolveArgs),
+    /// Read a citizen's access log, newest first.
+    AccessLog(AccessLogArgs),
+    /// The federation: members and this node's Raft status.
+    #[command(subcommand)]
+    Federation(FederationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CitizenCommand {
+    /// Register a citizen in a home city; prints the new federation id.
+    Register {
+        #[arg(long)]
+        home_city: String,
+        /// SCHEME=VALUE, e.g. city-account=EHV-1234; repeatable.
+        #[arg(long = "identifier", required = true)]
+        identifiers: Vec<String>,
+    },
+    /// Show a citizen's home city, identifiers, data locations and consents.
+    Show { citizen_id: String },
+    /// Add an identifier a service may know the citizen by.
+    AddIdentifier {
+        citizen_id: String,
+        /// SCHEME=VALUE.
+        #[arg(long)]
+        identifier: String,
+    },
+    /// Move the citizen's home city; pointers and consents follow.
+    Move {
+        citizen_id: String,
+        #[arg(long)]
+        to_city: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocationCommand {
+    /// Set or switch where a category of the citizen's data lives.
+    Set {
+        citizen_id: String,
+        #[arg(long)]
+        category: String,
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        provider: String,
+    },
+    /// List the citizen's data locations with their history.
+    List { citizen_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Grant a service the use of attributes for one purpose.
+    Grant {
+        citizen_id: String,
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        purpose: String,
+        /// category.path, e.g. mobility.trips; repeatable.
+        #[arg(long = "attribute", required = true)]
+        attributes: Vec<String>,
+        /// consent, contract, legal-obligation, vital-interest, public-task or
+        /// legitimate-interest.
+        #[arg(long, default_value = "consent")]
+        legal_basis: String,
+        /// End of validity, milliseconds since the Unix epoch.
+        #[arg(long)]
+        valid_until_ms: Option<u64>,
+    },
+    /// Withdraw a consent.
+    Withdraw { citizen_id: String, consent_id: String },
+    /// List a citizen's consents with their status now.
+    List { citizen_id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Register a service with the purposes and attributes it declares.
+    Register {
+        service_id: String,
+        #[arg(long)]
+        organisation: String,
+        /// PURPOSE=ATTR[;ATTR...], e.g. trip-planning=mobility.trips;mobility.pass;
+        /// repeatable.
+        #[arg(long = "declare", required = true)]
+        declarations: Vec<String>,
+    },
+    /// List registered services.
+    List,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ResolveArgs {
+    /// SCHEME=VALUE the service knows the citizen by.
+    #[arg(long)]
+    pub identifier: String,
+    #[arg(long)]
+    pub service: String,
+    #[arg(long)]
+    pub purpose: String,
+    /// Only these attributes; all consented ones when absent. Repeatable.
+    #[arg(long = "attribute")]
+    pub attributes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AccessLogArgs {
+    pub citizen_id: String,
+    /// At most this many records.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FederationCommand {
+    /// The member cities of the federation.
+    Members,
+    /// The node's Raft role, leader, term and progress.
+    Status,
+}

@@ -1,0 +1,323 @@
+//! The client subcommands: one gRPC call each, answered in readable text or, with `--json`,
+//! as one JSON document on standard output.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use roamhub_proto::v1 as pb;
+use roamhub_proto::v1::roamhub_client::RoamhubClient;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cli::{
+    AccessLogArgs, CitizenCommand, ClientCommand, ClientOptions, ConsentCommand,
+    FederationCommand, LocationCommand, ResolveArgs, ServiceCommand,
+};
+
+/// How long the client waits to connect, and for an answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub type Client = RoamhubClient<Channel>;
+
+pub async fn connect(node: &str) -> anyhow::Result<Client> {
+    let endpoint = Endpoint::from_shared(format!("http://{node}"))
+        .with_context(|| format!("{node:?} is not a host:port"))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(CALL_TIMEOUT);
+    let channel = endpoint.connect().await.with_context(|| format!("connecting to node {node}"))?;
+    Ok(RoamhubClient::new(channel))
+}
+
+/// Turns a gRPC status into an error that reads `NotFound: citizen_id not found: ...`.
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow!("{:?}: {}", status.code(), status.message())
+}
+
+pub async fn run(options: ClientOptions, command: ClientCommand) -> anyhow::Result<()> {
+    let mut client = connect(&options.node).await?;
+    let json = options.json;
+    match command {
+        ClientCommand::Citizen(command) => citizen(&mut client, json, command).await,
+        ClientCommand::Location(command) => location(&mut client, json, command).await,
+        ClientCommand::Consent(command) => consent(&mut client, json, command).await,
+        ClientCommand::Service(command) => service(&mut client, json, command).await,
+        ClientCommand::Resolve(args) => resolve(&mut client, json, args).await,
+        ClientCommand::AccessLog(args) => access_log(&mut client, json, args).await,
+        ClientCommand::Federation(command) => federation(&mut client, json, command).await,
+    }
+}
+
+/// Prints `value` as JSON, or through `human`.
+fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T)) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        human(value);
+    }
+    Ok(())
+}
+
+/// Parses `SCHEME=VALUE`.
+pub fn parse_identifier(spec: &str) -> anyhow::Result<pb::Identifier> {
+    let Some((scheme, value)) = spec.split_once('=') else {
+        bail!("identifier {spec:?} is not SCHEME=VALUE");
+    };
+    Ok(pb::Identifier { scheme: scheme.to_owned(), value: value.to_owned() })
+}
+
+/// Parses `PURPOSE=ATTR;ATTR`.
+fn parse_declaration(spec: &str) -> anyhow::Result<pb::PurposeDeclaration> {
+    let Some((purpose, attributes)) = spec.split_once('=') else {
+        bail!("declaration {spec:?} is not PURPOSE=ATTR;ATTR");
+    };
+    let attributes = attributes.split(';').filter(|a| !a.is_empty()).map(str::to_owned).collect();
+    Ok(pb::PurposeDeclaration { purpose: purpose.to_owned(), attributes })
+}
+
+fn parse_legal_basis(name: &str) -> anyhow::Result<pb::LegalBasis> {
+    let proto_name = format!("LEGAL_BASIS_{}", name.replace('-', "_").to_ascii_uppercase());
+    pb::LegalBasis::from_str_name(&proto_name).ok_or_else(|| anyhow!("unknown legal basis {name:?}"))
+}
+
+async fn get_citizen(client: &mut Client, citizen_id: String) -> anyhow::Result<pb::Citizen> {
+    let request = pb::GetCitizenRequest { citizen_id };
+    Ok(client.get_citizen(request).await.map_err(status_error)?.into_inner())
+}
+
+async fn citizen(client: &mut Client, json: bool, command: CitizenCommand) -> anyhow::Result<()> {
+    match command {
+        CitizenCommand::Register { home_city, identifiers } => {
+            let identifiers =
+                identifiers.iter().map(|spec| parse_identifier(spec)).collect::<anyhow::Result<_>>()?;
+            let request = pb::RegisterCitizenRequest { home_city, identifiers };
+            let reply = client.register_citizen(request).await.map_err(status_error)?.into_inner();
+            emit(json, &reply, |r| println!("{}", r.citizen_id))
+        }
+        CitizenCommand::Show { citizen_id } => {
+            let citizen = get_citizen(client, citizen_id).await?;
+            emit(json, &citizen, print_citizen)
+        }
+        CitizenCommand::AddIdentifier { citizen_id, identifier } => {
+            let identifier = Some(parse_identifier(&identifier)?);
+            let request = pb::AddIdentifierRequest { citizen_id, identifier };
+            let citizen = client.add_identifier(request).await.map_err(status_error)?.into_inner();
+            emit(json, &citizen, print_citizen)
+        }
+        CitizenCommand::Move { citizen_id, to_city } => {
+            let request = pb::MoveHomeRequest { citizen_id, to_city };
+            let citizen = client.move_home(request).await.map_err(status_error)?.into_inner();
+            emit(json, &citizen, print_citizen)
+        }
+    }
+}
+
+async fn location(client: &mut Client, json: bool, command: LocationCommand) -> anyhow::Result<()> {
+    match command {
+        LocationCommand::Set { citizen_id, category, uri, provider } => {
+            let request = pb::SetLocationRequest { citizen_id, category, uri, provider };
+            let location = client.set_location(request).await.map_err(status_error)?.into_inner();
+            emit(json, &location, print_location)
+        }
+        LocationCommand::List { citizen_id } => {
+            let locations = get_citizen(client, citizen_id).await?.locations;
+            emit(json, &locations, |all| all.iter().for_each(print_location))
+        }
+    }
+}
+
+async fn consent(client: &mut Client, json: bool, command: ConsentCommand) -> anyhow::Result<()> {
+    match command {
+        ConsentCommand::Grant {
+            citizen_id,
+            service,
+            purpose,
+            attributes,
+            legal_basis,
+            valid_until_ms,
+        } => {
+            let request = pb::GrantConsentRequest {
+                citizen_id,
+                service_id: service,
+                purpose,
+                attributes,
+                legal_basis: parse_legal_basis(&legal_basis)?.into(),
+                valid_from_unix_ms: 0,
+                valid_until_unix_ms: valid_until_ms.unwrap_or_default(),
+            };
+            let consent = client.grant_consent(request).await.map_err(status_error)?.into_inner();
+            emit(json, &consent, print_consent)
+        }
+        ConsentCommand::Withdraw { citizen_id, consent_id } => {
+            let request = pb::WithdrawConsentRequest { citizen_id, consent_id };
+            let consent = client.withdraw_consent(request).await.map_err(status_error)?.into_inner();
+            emit(json, &consent, print_consent)
+        }
+        ConsentCommand::List { citizen_id } => {
+            let consents = get_citizen(client, citizen_id).await?.consents;
+            emit(json, &consents, |all| all.iter().for_each(print_consent))
+        }
+    }
+}
+
+async fn service(client: &mut Client, json: bool, command: ServiceCommand) -> anyhow::Result<()> {
+    match command {
+        ServiceCommand::Register { service_id, organisation, declarations } => {
+            let declarations = declarations
+                .iter()
+                .map(|spec| parse_declaration(spec))
+                .collect::<anyhow::Result<_>>()?;
+            let request = pb::RegisterServiceRequest { service_id, organisation, declarations };
+            let service = client.register_service(request).await.map_err(status_error)?.into_inner();
+            emit(json, &service, print_service)
+        }
+        ServiceCommand::List => {
+            let request = pb::ListServicesRequest {};
+            let reply = client.list_services(request).await.map_err(status_error)?.into_inner();
+            emit(json, &reply.services, |all| all.iter().for_each(print_service))
+        }
+    }
+}
+
+async fn resolve(client: &mut Client, json: bool, args: ResolveArgs) -> anyhow::Result<()> {
+    let request = pb::ResolveRequest {
+        identifier: Some(parse_identifier(&args.identifier)?),
+        service_id: args.service,
+        purpose: args.purpose,
+        attributes: args.attributes,
+    };
+    let reply = client.resolve(request).await.map_err(status_error)?.into_inner();
+    emit(json, &reply, print_resolution)
+}
+
+async fn access_log(client: &mut Client, json: bool, args: AccessLogArgs) -> anyhow::Result<()> {
+    let request = pb::ReadAccessLogRequest { citizen_id: args.citizen_id, limit: args.limit };
+    let reply = client.read_access_log(request).await.map_err(status_error)?.into_inner();
+    emit(json, &reply.records, |all| all.iter().for_each(print_access_record))
+}
+
+async fn federation(client: &mut Client, json: bool, command: FederationCommand) -> anyhow::Result<()> {
+    match command {
+        FederationCommand::Members => {
+            let reply = client.list_members(pb::ListMembersRequest {}).await.map_err(status_error)?;
+            emit(json, &reply.into_inner().members, |all| all.iter().for_each(print_member))
+        }
+        FederationCommand::Status => {
+            let reply = client.node_status(pb::NodeStatusRequest {}).await.map_err(status_error)?;
+            emit(json, &reply.into_inner(), print_status)
+        }
+    }
+}
+
+/// Renders milliseconds since the Unix epoch as `YYYY-MM-DD hh:mm:ss UTC`.
+pub fn format_time(unix_ms: u64) -> String {
+    let seconds = unix_ms / 1000;
+    let (days, time_of_day) = (seconds / 86_400, seconds % 86_400);
+    // Civil date from days since 1970-01-01, after Howard Hinnant's public-domain algorithm.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let (hour, minute, second) = (time_of_day / 3600, time_of_day / 60 % 60, time_of_day % 60);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02} UTC")
+}
+
+pub fn print_citizen(citizen: &pb::Citizen) {
+    println!("citizen {}", citizen.citizen_id);
+    println!("  home city:   {}", citizen.home_city);
+    for period in &citizen.home_history {
+        println!("  earlier home: {} until {}", period.city, format_time(period.until_unix_ms));
+    }
+    let identifiers: Vec<String> =
+        citizen.identifiers.iter().map(|i| format!("{}={}", i.scheme, i.value)).collect();
+    println!("  identifiers: {}", identifiers.join(", "));
+    citizen.locations.iter().for_each(print_location);
+    citizen.consents.iter().for_each(print_consent);
+}
+
+pub fn print_location(location: &pb::DataLocation) {
+    let current = location.current.clone().unwrap_or_default();
+    println!("  data {:<10} -> {} ({})", location.category, current.uri, current.provider);
+    for earlier in &location.history {
+        println!(
+            "       {:<10}    was {} ({}) until {}",
+            "",
+            earlier.uri,
+            earlier.provider,
+            format_time(earlier.until_unix_ms)
+        );
+    }
+}
+
+pub fn print_consent(consent: &pb::Consent) {
+    let status = pb::ConsentStatus::try_from(consent.status)
+        .map(|s| s.as_str_name().trim_start_matches("CONSENT_STATUS_").to_ascii_lowercase())
+        .unwrap_or_default();
+    println!(
+        "  consent {} [{}] {} for {}: {}",
+        consent.consent_id,
+        status,
+        consent.service_id,
+        consent.purpose,
+        consent.attributes.join(", ")
+    );
+}
+
+pub fn print_service(service: &pb::Service) {
+    println!("service {} ({})", service.service_id, service.organisation);
+    for declaration in &service.declarations {
+        println!("  {}: {}", declaration.purpose, declaration.attributes.join(", "));
+    }
+}
+
+pub fn print_resolution(resolution: &pb::ResolveResponse) {
+    println!("  home city {} (access record {})", resolution.home_city, resolution.access_record);
+    for pointer in &resolution.pointers {
+        println!("  {:<16} -> {} ({})", pointer.attribute, pointer.uri, pointer.provider);
+    }
+    if !resolution.unavailable.is_empty() {
+        println!("  no location yet for: {}", resolution.unavailable.join(", "));
+    }
+}
+
+pub fn print_access_record(record: &pb::AccessRecord) {
+    let what = match pb::AccessOutcome::try_from(record.outcome) {
+        Ok(pb::AccessOutcome::Released) => format!("released {}", record.attributes_released.join(", ")),
+        _ => format!("refused: {}", record.reason),
+    };
+    println!(
+        "  #{:<4} {}  {} for {} via {}: {}",
+        record.record,
+        format_time(record.at_unix_ms),
+        record.service_id,
+        record.purpose,
+        record.via_city,
+        what
+    );
+}
+
+pub fn print_member(member: &pb::Member) {
+    println!(
+        "{:<16} {:<12} {}  node {} at {}",
+        member.city_id, member.display_name, member.country, member.raft_node_id, member.api_endpoint
+    );
+}
+
+pub fn print_status(status: &pb::NodeStatusResponse) {
+    println!(
+        "{} (node {}): {}, leader node {}, term {}, log {}, applied {}, voters {:?}",
+        status.city_id,
+        status.raft_node_id,
+        status.role,
+        status.leader_node_id,
+        status.term,
+        status.last_log_index,
+        status.last_applied_index,
+        status.voters
+    );
+}

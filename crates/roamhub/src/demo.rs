@@ -1,0 +1,212 @@
+//! `roamhub demo`: three cities, one citizen, and the promises the federation keeps her.
+//!
+//! Each city is a real node process with its own data directory and ports. The story runs
+//! through the public API exactly as a service or citizen app would, checks every answer,
+//! and exits non-zero with a clear message at the first one that does not hold.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use roamhub_proto::v1 as pb;
+
+use crate::cli::DemoArgs;
+use crate::client::{Client, format_time, print_access_record, print_member, status_error};
+use crate::local::{City, LocalFederation};
+
+const CITIES: [City; 3] = [
+    City { city_id: "nl-eindhoven", display_name: "Eindhoven" },
+    City { city_id: "fi-helsinki", display_name: "Helsinki" },
+    City { city_id: "es-valencia", display_name: "Valencia" },
+];
+const EINDHOVEN: usize = 0;
+const HELSINKI: usize = 1;
+const VALENCIA: usize = 2;
+
+/// How long the three nodes may take to elect a leader and announce themselves.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+const SERVICE: &str = "ride.share";
+const PURPOSE: &str = "trip-planning";
+
+fn step(number: u32, text: &str) {
+    println!("\n{number}. {text}");
+}
+
+fn said(text: impl AsRef<str>) {
+    println!("   {}", text.as_ref());
+}
+
+fn alice_identifier() -> pb::Identifier {
+    pb::Identifier { scheme: "city-account".to_owned(), value: "EHV-000123".to_owned() }
+}
+
+fn resolve_request() -> pb::ResolveRequest {
+    pb::ResolveRequest {
+        identifier: Some(alice_identifier()),
+        service_id: SERVICE.to_owned(),
+        purpose: PURPOSE.to_owned(),
+        attributes: Vec::new(),
+    }
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (root, temporary) = match &args.data_dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir = tempfile::Builder::new().prefix("roamhub-demo-").tempdir()?;
+            (dir.path().to_owned(), Some(dir))
+        }
+    };
+    let exe = std::env::current_exe().context("finding the roamhub binary")?;
+
+    println!("roamhub demo: one citizen, three cities, one federation");
+    let federation = LocalFederation::start(&exe, &root, &CITIES, &[])?;
+    let told = tell(&federation).await;
+    if let Err(error) = told {
+        println!("\nThe story did not hold. Node logs are in {}", root.display());
+        if let Some(dir) = temporary {
+            let _ = dir.keep();
+        }
+        return Err(error);
+    }
+    println!("\nThe story holds ({:.1} s).", started.elapsed().as_secs_f64());
+
+    if args.keep {
+        let kept = temporary.map(|dir| dir.keep()).unwrap_or(root);
+        print_how_to_reach(&federation, &kept);
+        federation.detach();
+    } else {
+        let mut federation = federation;
+        federation.stop();
+    }
+    Ok(())
+}
+
+async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
+    step(1, "Three cities start a node each and form a federation through Raft.");
+    federation.wait_ready(READY_TIMEOUT).await?;
+    let mut eindhoven = federation.client(EINDHOVEN).await?;
+    let mut helsinki = federation.client(HELSINKI).await?;
+    let mut valencia = federation.client(VALENCIA).await?;
+    let members = helsinki.list_members(pb::ListMembersRequest {}).await.map_err(status_error)?;
+    members.get_ref().members.iter().for_each(|m| {
+        print!("   ");
+        print_member(m)
+    });
+
+    step(2, "A mobility service registers, declaring what it needs and why.");
+    let declaration = pb::PurposeDeclaration {
+        purpose: PURPOSE.to_owned(),
+        attributes: ["mobility.trips", "mobility.pass", "mobility.home-station"].map(String::from).to_vec(),
+    };
+    let service = pb::RegisterServiceRequest {
+        service_id: SERVICE.to_owned(),
+        organisation: "Ride Share Cooperative".to_owned(),
+        declarations: vec![declaration],
+    };
+    eindhoven.register_service(service).await.map_err(status_error)?;
+    said(format!("{SERVICE} declares {PURPOSE}: mobility.trips, mobility.pass, mobility.home-station"));
+
+    step(3, "Alice registers in Eindhoven and points her mobility data to her pod.");
+    let register = pb::RegisterCitizenRequest {
+        home_city: CITIES[EINDHOVEN].city_id.to_owned(),
+        identifiers: vec![alice_identifier()],
+    };
+    let citizen_id =
+        eindhoven.register_citizen(register).await.map_err(status_error)?.into_inner().citizen_id;
+    said(format!("her federation id is {citizen_id} (random, not her city account)"));
+    let pod = set_location(&mut eindhoven, &citizen_id, "https://pods.example/alice/mobility", "Example Pods").await?;
+    said(format!("mobility -> {pod}"));
+
+    step(4, "She consents: ride.share may use two attributes, for trip planning only.");
+    let grant = pb::GrantConsentRequest {
+        citizen_id: citizen_id.clone(),
+        service_id: SERVICE.to_owned(),
+        purpose: PURPOSE.to_owned(),
+        attributes: vec!["mobility.trips".to_owned(), "mobility.pass".to_owned()],
+        legal_basis: pb::LegalBasis::Consent.into(),
+        valid_from_unix_ms: 0,
+        valid_until_unix_ms: 0,
+    };
+    let consent = eindhoven.grant_consent(grant).await.map_err(status_error)?.into_inner();
+    said(format!("consent {} given", consent.consent_id));
+
+    step(5, "The service asks Helsinki's node, and gets exactly those two pointers.");
+    let resolved = helsinki.resolve(resolve_request()).await.map_err(status_error)?.into_inner();
+    print_pointers(&resolved);
+    let attributes: Vec<&str> = resolved.pointers.iter().map(|p| p.attribute.as_str()).collect();
+    ensure!(attributes == ["mobility.pass", "mobility.trips"], "expected two pointers, got {attributes:?}");
+    ensure!(resolved.pointers.iter().all(|p| p.uri.starts_with(&pod)), "pointers must lead to her pod");
+
+    step(6, "Alice moves to Valencia and switches her storage to the city's store.");
+    let moved = pb::MoveHomeRequest { citizen_id: citizen_id.clone(), to_city: CITIES[VALENCIA].city_id.to_owned() };
+    valencia.move_home(moved).await.map_err(status_error)?;
+    let store = set_location(&mut valencia, &citizen_id, "https://store.valencia.example/c/mobility", "Valencia city store").await?;
+    said(format!("home city {} ; mobility -> {store} (the pod stays in her history)", CITIES[VALENCIA].city_id));
+
+    step(7, "The service still resolves her, from Eindhoven's node, now to the new store.");
+    let resolved = eindhoven.resolve(resolve_request()).await.map_err(status_error)?.into_inner();
+    print_pointers(&resolved);
+    ensure!(resolved.home_city == CITIES[VALENCIA].city_id, "her home city should be Valencia");
+    ensure!(resolved.pointers.len() == 2, "expected two pointers after the move");
+    ensure!(resolved.pointers.iter().all(|p| p.uri.starts_with(&store)), "pointers must lead to the new store");
+
+    step(8, "She withdraws her consent.");
+    let withdraw = pb::WithdrawConsentRequest { citizen_id: citizen_id.clone(), consent_id: consent.consent_id.clone() };
+    valencia.withdraw_consent(withdraw).await.map_err(status_error)?;
+    said(format!("consent {} withdrawn", consent.consent_id));
+
+    step(9, "Every city now refuses the service.");
+    for (position, client) in [(EINDHOVEN, &mut eindhoven), (HELSINKI, &mut helsinki), (VALENCIA, &mut valencia)] {
+        let refused = client.resolve(resolve_request()).await;
+        let city = CITIES[position].city_id;
+        match refused {
+            Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                said(format!("{city:<13} PermissionDenied: {}", status.message()));
+            }
+            Err(status) => bail!("{city} answered {:?}: {}", status.code(), status.message()),
+            Ok(_) => bail!("{city} released pointers after the withdrawal"),
+        }
+    }
+
+    step(10, "Alice reads her access log, from Helsinki: every resolution is there.");
+    let request = pb::ReadAccessLogRequest { citizen_id: citizen_id.clone(), limit: 0 };
+    let log = helsinki.read_access_log(request).await.map_err(status_error)?.into_inner().records;
+    log.iter().for_each(print_access_record);
+    let released = log.iter().filter(|r| r.outcome == pb::AccessOutcome::Released as i32).count();
+    ensure!(log.len() == 5 && released == 2, "expected 5 records (2 released), got {} ({released} released)", log.len());
+    said(format!("first record at {}", format_time(log.last().map(|r| r.at_unix_ms).unwrap_or_default())));
+    Ok(())
+}
+
+async fn set_location(client: &mut Client, citizen_id: &str, uri: &str, provider: &str) -> anyhow::Result<String> {
+    let request = pb::SetLocationRequest {
+        citizen_id: citizen_id.to_owned(),
+        category: "mobility".to_owned(),
+        uri: uri.to_owned(),
+        provider: provider.to_owned(),
+    };
+    client.set_location(request).await.map_err(status_error)?;
+    Ok(uri.to_owned())
+}
+
+fn print_pointers(resolved: &pb::ResolveResponse) {
+    said(format!("home city {} (access record {})", resolved.home_city, resolved.access_record));
+    for pointer in &resolved.pointers {
+        said(format!("  {:<15} -> {}", pointer.attribute, pointer.uri));
+    }
+}
+
+fn print_how_to_reach(federation: &LocalFederation, root: &PathBuf) {
+    println!("\nThe federation keeps running (data and logs in {}):", root.display());
+    for node in &federation.nodes {
+        println!("   {:<13} node {}  api {}", node.city.city_id, node.node_id, node.api_addr);
+    }
+    let first = &federation.nodes[0].api_addr;
+    println!("Try:");
+    println!("   roamhub --node {first} federation members");
+    println!("   roamhub --node {first} service list");
+    println!("Stop it with: pkill -f 'roamhub serve'");
+}

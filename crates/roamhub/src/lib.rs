@@ -1,0 +1,13 @@
+//! The `roamhub` command: run a node, run a local demo federation, and talk to any node.
+//!
+//! - [`cli`]: the command line, grouped by noun;
+//! - [`serve`]: `roamhub serve`, a node from flags, a TOML file and `ROAMHUB_*` variables;
+//! - [`client`]: the client subcommands, with human or JSON output;
+//! - [`local`]: a federation of real node processes on loopback, for the demo and tests;
+//! - [`demo`]: `roamhub demo`, the story of one citizen across three cities.
+
+pub mod cli;
+pub mod client;
+pub mod demo;
+pub mod local;
+pub mod serve;

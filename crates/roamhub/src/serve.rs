@@ -1,0 +1,117 @@
+//! `roamhub serve`: run one node until SIGINT or SIGTERM.
+//!
+//! Settings come from flags, `ROAMHUB_*` variables and an optional TOML file. A flag or
+//! variable (clap reads both) beats the file; the file beats the defaults.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use roamhub_node::{BootstrapMember, Node, NodeConfig, RaftTiming};
+use serde::Deserialize;
+use tracing::info;
+
+use crate::cli::ServeArgs;
+
+/// The TOML file's shape: every setting optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    node_id: Option<u64>,
+    city_id: Option<String>,
+    display_name: Option<String>,
+    data_dir: Option<PathBuf>,
+    raft_addr: Option<String>,
+    api_addr: Option<String>,
+    #[serde(default)]
+    bootstrap_members: Vec<String>,
+    #[serde(default)]
+    raft: Option<RaftTiming>,
+}
+
+/// Logs go to standard error; `ROAMHUB_LOG` (or `RUST_LOG`) sets the filter.
+pub fn init_logging() {
+    let filter = std::env::var("ROAMHUB_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info,openraft=warn".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging();
+    let config = node_config(args)?;
+    let running = Node::start(config).await?;
+    info!("node serving; stop with SIGINT or SIGTERM");
+
+    wait_for_stop_signal().await?;
+    info!("stopping");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        interrupted = tokio::signal::ctrl_c() => interrupted?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+/// Merges flags and variables over the file over the defaults.
+fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            toml::from_str::<FileConfig>(&text)
+                .with_context(|| format!("parsing config file {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+
+    let Some(node_id) = args.node_id.or(file.node_id) else {
+        bail!("--node-id (or ROAMHUB_NODE_ID, or node_id in the config file) is required");
+    };
+    let Some(city_id) = args.city_id.or(file.city_id) else {
+        bail!("--city-id (or ROAMHUB_CITY_ID, or city_id in the config file) is required");
+    };
+    let bootstrap_specs = match args.bootstrap_members.is_empty() {
+        true => file.bootstrap_members,
+        false => args.bootstrap_members,
+    };
+    let bootstrap = bootstrap_specs
+        .iter()
+        .map(|spec| BootstrapMember::parse(spec).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let mut timing = file.raft.unwrap_or_default();
+    let overrides = [
+        (args.heartbeat_interval_ms, &mut timing.heartbeat_interval_ms),
+        (args.election_timeout_min_ms, &mut timing.election_timeout_min_ms),
+        (args.election_timeout_max_ms, &mut timing.election_timeout_max_ms),
+        (args.snapshot_every_entries, &mut timing.snapshot_every_entries),
+        (args.entries_kept_after_snapshot, &mut timing.entries_kept_after_snapshot),
+    ];
+    for (flag, setting) in overrides {
+        if let Some(value) = flag {
+            *setting = value;
+        }
+    }
+
+    Ok(NodeConfig {
+        node_id,
+        display_name: args.display_name.or(file.display_name).unwrap_or_else(|| city_id.clone()),
+        data_dir: args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(format!("roamhub-data/{city_id}"))),
+        city_id,
+        raft_addr: args.raft_addr.or(file.raft_addr).unwrap_or_else(|| "127.0.0.1:7201".to_owned()),
+        api_addr: args.api_addr.or(file.api_addr).unwrap_or_else(|| "127.0.0.1:7101".to_owned()),
+        bootstrap,
+        timing,
+    })
+}
