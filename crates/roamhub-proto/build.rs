@@ -21,10 +21,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let descriptors = protox::compile(&files, [&proto_root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out_dir.join("roamhub_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
+    std::fs::write(
+        out_dir.join("roamhub_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
 
     // Public messages derive `Serialize` for the CLI's `--json`; enum fields render by name.
-    let mut build = tonic_prost_build::configure().type_attribute(".roamhub.v1", "#[derive(serde::Serialize)]");
+    let mut build =
+        tonic_prost_build::configure().type_attribute(".roamhub.v1", "#[derive(serde::Serialize)]");
     for (field, enum_name) in ENUM_FIELDS {
         let attribute = format!("#[serde(serialize_with = \"crate::json::{enum_name}\")]");
         build = build.field_attribute(format!(".roamhub.v1.{field}"), attribute);

@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::IndexError;
-use crate::ids::{Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId, check_text};
+use crate::ids::{
+    Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId, check_text,
+};
 use crate::limits::{
     ATTRIBUTES_PER_REQUEST_MAX, DECLARATIONS_PER_SERVICE_MAX, IDENTIFIERS_PER_CITIZEN_MAX,
     URI_LEN_MAX,

@@ -74,7 +74,10 @@ impl CityId {
             && country.chars().all(|c| c.is_ascii_lowercase())
             && value.len() > 3;
         if !shaped {
-            return Err(IndexError::invalid(field, "must look like 'cc-name', e.g. 'nl-eindhoven'"));
+            return Err(IndexError::invalid(
+                field,
+                "must look like 'cc-name', e.g. 'nl-eindhoven'",
+            ));
         }
         Ok(CityId(value.to_owned()))
     }
@@ -144,7 +147,9 @@ string_id!(
 
 impl Purpose {
     pub fn parse(field: &str, value: &str) -> Result<Purpose, IndexError> {
-        check_token(field, value, PURPOSE_LEN_MAX, |c| is_name_char(c) || c.is_ascii_alphabetic() || c == ':')?;
+        check_token(field, value, PURPOSE_LEN_MAX, |c| {
+            is_name_char(c) || c.is_ascii_alphabetic() || c == ':'
+        })?;
         Ok(Purpose(value.to_owned()))
     }
 }
@@ -162,8 +167,8 @@ impl Attribute {
             return Err(IndexError::invalid(field, "must look like 'category.path'"));
         };
         Category::parse(field, category)?;
-        let path_ok = path == "*"
-            || path.split('.').all(|part| !part.is_empty() && !part.contains('*'));
+        let path_ok =
+            path == "*" || path.split('.').all(|part| !part.is_empty() && !part.contains('*'));
         if !path_ok {
             return Err(IndexError::invalid(field, "path must be dotted names or a lone '*'"));
         }

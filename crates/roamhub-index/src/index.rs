@@ -13,7 +13,7 @@ use crate::error::IndexError;
 use crate::ids::{Attribute, Category, CitizenId, CityId, ConsentId, Identifier, ServiceId};
 use crate::limits::{
     ACCESS_LOG_PAGE_MAX, CONSENTS_PER_CITIZEN_MAX, IDENTIFIERS_PER_CITIZEN_MAX,
-    LOCATIONS_PER_CITIZEN_MAX, LOCATION_HISTORY_MAX,
+    LOCATION_HISTORY_MAX, LOCATIONS_PER_CITIZEN_MAX,
 };
 use crate::model::{
     AccessOutcome, AccessRecord, Citizen, Consent, ConsentState, DataLocation, HomePeriod, Member,
@@ -418,9 +418,13 @@ impl Index {
     /// of the numbers it has handed out.
     pub fn validate(&self) -> Result<(), String> {
         for (identifier, citizen_id) in &self.identifiers {
-            let holds = self.citizens.get(citizen_id).is_some_and(|c| c.identifiers.contains(identifier));
+            let holds =
+                self.citizens.get(citizen_id).is_some_and(|c| c.identifiers.contains(identifier));
             if !holds {
-                return Err(format!("identifier of scheme {} points to no holder", identifier.scheme()));
+                return Err(format!(
+                    "identifier of scheme {} points to no holder",
+                    identifier.scheme()
+                ));
             }
         }
         for citizen in self.citizens.values() {
@@ -467,6 +471,9 @@ impl Index {
 }
 
 /// The first attribute of `asked` that no declared attribute covers.
-fn undeclared_attribute<'a>(declared: &[Attribute], asked: &'a [Attribute]) -> Option<&'a Attribute> {
+fn undeclared_attribute<'a>(
+    declared: &[Attribute],
+    asked: &'a [Attribute],
+) -> Option<&'a Attribute> {
     asked.iter().find(|attribute| !declared.iter().any(|d| d.covers(attribute)))
 }

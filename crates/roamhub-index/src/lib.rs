@@ -26,7 +26,7 @@ pub mod model;
 pub mod query;
 pub mod resolve;
 
-pub use command::{CitizenOp, Command, ConsentGrant, Request, Response, ResolveArgs};
+pub use command::{CitizenOp, Command, ConsentGrant, Request, ResolveArgs, Response};
 pub use error::IndexError;
 pub use ids::{Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId};
 pub use index::Index;

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId};
+use crate::ids::{
+    Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId,
+};
 
 /// A city operator of the federation and the node it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,7 +141,8 @@ impl Consent {
 
     /// Whether the consent allows use at `now_unix_ms`.
     pub fn is_valid_at(&self, now_unix_ms: u64) -> bool {
-        self.status_at(now_unix_ms) == ConsentStatus::Given && self.valid_from_unix_ms <= now_unix_ms
+        self.status_at(now_unix_ms) == ConsentStatus::Given
+            && self.valid_from_unix_ms <= now_unix_ms
     }
 
     pub fn withdrawn_at_unix_ms(&self) -> Option<u64> {
@@ -171,7 +174,9 @@ impl RefusalReason {
             RefusalReason::ConsentWithdrawn => "the consent for this purpose was withdrawn",
             RefusalReason::ConsentExpired => "the consent for this purpose has expired",
             RefusalReason::ConsentNotYetValid => "the consent for this purpose is not valid yet",
-            RefusalReason::AttributesNotConsented => "none of the requested attributes is consented",
+            RefusalReason::AttributesNotConsented => {
+                "none of the requested attributes is consented"
+            }
         }
     }
 }

@@ -9,7 +9,10 @@ use crate::model::{AccessRecord, Citizen, Member, Service};
 pub enum Query {
     Citizen(CitizenId),
     /// The newest `limit` records first; `limit` is capped by `ACCESS_LOG_PAGE_MAX`.
-    AccessLog { citizen_id: CitizenId, limit: usize },
+    AccessLog {
+        citizen_id: CitizenId,
+        limit: usize,
+    },
     Members,
     Services,
 }

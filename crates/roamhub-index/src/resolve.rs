@@ -6,9 +6,7 @@
 use std::collections::BTreeSet;
 
 use crate::ids::{Attribute, Purpose};
-use crate::model::{
-    Citizen, ConsentStatus, RefusalReason, ResolvedPointer, Service,
-};
+use crate::model::{Citizen, ConsentStatus, RefusalReason, ResolvedPointer, Service};
 
 /// What the consents allow, before it is recorded.
 #[derive(Debug, PartialEq, Eq)]
@@ -95,10 +93,7 @@ fn why_nothing_is_consented(
 
 /// Pointers for the released attributes: the category's current location joined with the
 /// attribute's path. Attributes of a category without a location are listed apart.
-fn point_to(
-    citizen: &Citizen,
-    released: &[&Attribute],
-) -> (Vec<ResolvedPointer>, Vec<Attribute>) {
+fn point_to(citizen: &Citizen, released: &[&Attribute]) -> (Vec<ResolvedPointer>, Vec<Attribute>) {
     let mut pointers = Vec::new();
     let mut unavailable = Vec::new();
     for attribute in released {

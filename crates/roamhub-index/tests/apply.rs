@@ -141,8 +141,9 @@ fn asking_for_more_than_consented_releases_only_the_overlap() {
     let mut index = seeded();
     apply(&mut index, T0 + 1, grant(&["mobility.trips"], None)).unwrap();
 
-    let released =
-        resolution(apply(&mut index, T0 + 2, resolve(&["mobility.trips", "mobility.home"])).unwrap());
+    let released = resolution(
+        apply(&mut index, T0 + 2, resolve(&["mobility.trips", "mobility.home"])).unwrap(),
+    );
     assert_eq!(released.pointers.len(), 1);
     assert_eq!(released.pointers[0].attribute, attr("mobility.trips"));
 
@@ -184,13 +185,15 @@ fn switching_storage_keeps_history_and_moves_the_pointers() {
         uri: "https://new-pod.example/a/m".to_owned(),
         provider: "New Pod".to_owned(),
     };
-    let Response::Location(location) = apply(&mut index, T0 + 5, citizen_op(switch)).unwrap() else {
+    let Response::Location(location) = apply(&mut index, T0 + 5, citizen_op(switch)).unwrap()
+    else {
         panic!("set location answers the location");
     };
     assert_eq!(location.history.len(), 1);
     assert_eq!(location.history[0].until_unix_ms, Some(T0 + 5));
 
-    apply(&mut index, T0 + 6, citizen_op(CitizenOp::MoveHome { to_city: city("be-gent") })).unwrap();
+    apply(&mut index, T0 + 6, citizen_op(CitizenOp::MoveHome { to_city: city("be-gent") }))
+        .unwrap();
     let released = resolution(apply(&mut index, T0 + 7, resolve(&[])).unwrap());
     assert_eq!(released.pointers[0].uri, "https://new-pod.example/a/m/trips");
     assert_eq!(released.home_city, city("be-gent"));

@@ -45,8 +45,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, mut shutdown: watch::
         }
     };
 
-    let api = RoamhubServer::new(Api { node })
-        .max_decoding_message_size(API_MESSAGE_BYTES_MAX);
+    let api = RoamhubServer::new(Api { node }).max_decoding_message_size(API_MESSAGE_BYTES_MAX);
     let served = tonic::transport::Server::builder()
         .timeout(API_REQUEST_TIMEOUT)
         .concurrency_limit_per_connection(API_CONCURRENCY_PER_CONNECTION_MAX)
@@ -98,14 +97,18 @@ impl Api {
 
     async fn citizen_reply(&self, citizen_id: &str, op: CitizenOp) -> Reply<pb::Citizen> {
         match self.citizen_op(citizen_id, op).await? {
-            Applied::Citizen(citizen) => Ok(Response::new(convert::pb_citizen(&citizen, now_unix_ms()))),
+            Applied::Citizen(citizen) => {
+                Ok(Response::new(convert::pb_citizen(&citizen, now_unix_ms())))
+            }
             other => Err(unexpected(other)),
         }
     }
 
     async fn consent_reply(&self, citizen_id: &str, op: CitizenOp) -> Reply<pb::Consent> {
         match self.citizen_op(citizen_id, op).await? {
-            Applied::Consent(consent) => Ok(Response::new(convert::pb_consent(&consent, now_unix_ms()))),
+            Applied::Consent(consent) => {
+                Ok(Response::new(convert::pb_consent(&consent, now_unix_ms())))
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -137,14 +140,19 @@ impl Roamhub for Api {
             Command::RegisterCitizen { citizen_id: random_citizen_id()?, home_city, identifiers };
         match self.propose(command).await? {
             Applied::CitizenRegistered(citizen_id) => {
-                Ok(Response::new(pb::RegisterCitizenResponse { citizen_id: citizen_id.to_string() }))
+                Ok(Response::new(pb::RegisterCitizenResponse {
+                    citizen_id: citizen_id.to_string(),
+                }))
             }
             other => Err(unexpected(other)),
         }
     }
 
     #[instrument(skip_all, fields(rpc = "add_identifier"))]
-    async fn add_identifier(&self, request: Request<pb::AddIdentifierRequest>) -> Reply<pb::Citizen> {
+    async fn add_identifier(
+        &self,
+        request: Request<pb::AddIdentifierRequest>,
+    ) -> Reply<pb::Citizen> {
         let request = request.into_inner();
         let identifier = convert::identifier("identifier", request.identifier.as_ref())?;
         self.citizen_reply(&request.citizen_id, CitizenOp::AddIdentifier(identifier)).await
@@ -169,7 +177,10 @@ impl Roamhub for Api {
     }
 
     #[instrument(skip_all, fields(rpc = "set_location"))]
-    async fn set_location(&self, request: Request<pb::SetLocationRequest>) -> Reply<pb::DataLocation> {
+    async fn set_location(
+        &self,
+        request: Request<pb::SetLocationRequest>,
+    ) -> Reply<pb::DataLocation> {
         let request = request.into_inner();
         let category =
             roamhub_index::Category::parse("category", &request.category).map_err(invalid)?;
@@ -181,7 +192,10 @@ impl Roamhub for Api {
     }
 
     #[instrument(skip_all, fields(rpc = "register_service"))]
-    async fn register_service(&self, request: Request<pb::RegisterServiceRequest>) -> Reply<pb::Service> {
+    async fn register_service(
+        &self,
+        request: Request<pb::RegisterServiceRequest>,
+    ) -> Reply<pb::Service> {
         let request = request.into_inner();
         let command = Command::RegisterService {
             service_id: convert::service_id(&request.service_id)?,
@@ -222,7 +236,10 @@ impl Roamhub for Api {
     }
 
     #[instrument(skip_all, fields(rpc = "withdraw_consent"))]
-    async fn withdraw_consent(&self, request: Request<pb::WithdrawConsentRequest>) -> Reply<pb::Consent> {
+    async fn withdraw_consent(
+        &self,
+        request: Request<pb::WithdrawConsentRequest>,
+    ) -> Reply<pb::Consent> {
         let request = request.into_inner();
         let consent_id = ConsentId::parse("consent_id", &request.consent_id).map_err(invalid)?;
         self.consent_reply(&request.citizen_id, CitizenOp::WithdrawConsent { consent_id }).await
@@ -271,7 +288,10 @@ impl Roamhub for Api {
     }
 
     #[instrument(skip_all, fields(rpc = "list_members"))]
-    async fn list_members(&self, _request: Request<pb::ListMembersRequest>) -> Reply<pb::ListMembersResponse> {
+    async fn list_members(
+        &self,
+        _request: Request<pb::ListMembersRequest>,
+    ) -> Reply<pb::ListMembersResponse> {
         match self.node.read(Query::Members).await? {
             QueryAnswer::Members(members) => Ok(Response::new(pb::ListMembersResponse {
                 members: members.iter().map(convert::pb_member).collect(),
@@ -281,7 +301,10 @@ impl Roamhub for Api {
     }
 
     #[instrument(skip_all, fields(rpc = "node_status"))]
-    async fn node_status(&self, _request: Request<pb::NodeStatusRequest>) -> Reply<pb::NodeStatusResponse> {
+    async fn node_status(
+        &self,
+        _request: Request<pb::NodeStatusRequest>,
+    ) -> Reply<pb::NodeStatusResponse> {
         let metrics = self.node.raft().metrics().borrow().clone();
         let role = match metrics.state {
             openraft::ServerState::Leader => "leader",

@@ -10,7 +10,10 @@ use tonic::Status;
 
 use crate::error::invalid;
 
-pub fn identifier(field: &str, value: Option<&pb::Identifier>) -> Result<index::Identifier, Status> {
+pub fn identifier(
+    field: &str,
+    value: Option<&pb::Identifier>,
+) -> Result<index::Identifier, Status> {
     let value = value.ok_or_else(|| invalid(index::IndexError::invalid(field, "is required")))?;
     index::Identifier::parse(field, &value.scheme, &value.value).map_err(invalid)
 }
@@ -54,7 +57,9 @@ pub fn legal_basis(value: i32) -> Result<index::LegalBasis, Status> {
     })
 }
 
-pub fn declarations(values: &[pb::PurposeDeclaration]) -> Result<Vec<index::PurposeDeclaration>, Status> {
+pub fn declarations(
+    values: &[pb::PurposeDeclaration],
+) -> Result<Vec<index::PurposeDeclaration>, Status> {
     values
         .iter()
         .map(|declaration| {
@@ -144,7 +149,10 @@ pub fn pb_citizen(value: &index::Citizen, now_unix_ms: u64) -> pb::Citizen {
 }
 
 pub fn pb_declaration(value: &index::PurposeDeclaration) -> pb::PurposeDeclaration {
-    pb::PurposeDeclaration { purpose: value.purpose.to_string(), attributes: strings(&value.attributes) }
+    pb::PurposeDeclaration {
+        purpose: value.purpose.to_string(),
+        attributes: strings(&value.attributes),
+    }
 }
 
 pub fn pb_service(value: &index::Service) -> pb::Service {

@@ -68,16 +68,21 @@ pub fn invalid(refusal: IndexError) -> Status {
 
 /// The status of a resolution that released nothing. Its access record is committed.
 pub fn refused_resolution(reason: RefusalReason, access_record: u64) -> Status {
-    let message = format!("resolution refused: {} (access record {access_record})", reason.describe());
+    let message =
+        format!("resolution refused: {} (access record {access_record})", reason.describe());
     match reason {
         RefusalReason::UnknownService => with_field(Status::not_found(message), "service_id"),
-        RefusalReason::PurposeNotDeclared => with_field(Status::permission_denied(message), "purpose"),
+        RefusalReason::PurposeNotDeclared => {
+            with_field(Status::permission_denied(message), "purpose")
+        }
         RefusalReason::AttributesNotConsented => {
             with_field(Status::permission_denied(message), "attributes")
         }
         RefusalReason::NoConsent
         | RefusalReason::ConsentWithdrawn
         | RefusalReason::ConsentExpired
-        | RefusalReason::ConsentNotYetValid => with_field(Status::permission_denied(message), "purpose"),
+        | RefusalReason::ConsentNotYetValid => {
+            with_field(Status::permission_denied(message), "purpose")
+        }
     }
 }

@@ -87,7 +87,10 @@ impl RaftService for Internal {
 #[tonic::async_trait]
 impl Forward for Internal {
     #[instrument(level = "debug", skip_all)]
-    async fn propose(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+    async fn propose(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
         let attempt = self.node.run_here(&Work::Propose(decode(&request)?)).await;
         reply(&attempt)
     }

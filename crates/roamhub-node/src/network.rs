@@ -91,7 +91,11 @@ impl PeerClient {
         let answer: Result<Resp, RaftError<u64, E>> = from_message(reply.get_ref())
             .map_err(|e| RPCError::Network(NetworkError::new(&std::io::Error::other(e))))?;
         answer.map_err(|source| {
-            RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), source))
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                source,
+            ))
         })
     }
 }

@@ -59,7 +59,9 @@ pub enum Done {
 pub enum Attempt {
     Done(Result<Done, IndexError>),
     /// This node does not lead; the leader is named when known. Nothing was proposed.
-    NotLeader { leader: Option<NodeAddress> },
+    NotLeader {
+        leader: Option<NodeAddress>,
+    },
     /// The outcome is unknown or the federation cannot answer now.
     Unavailable(String),
 }
@@ -113,8 +115,14 @@ impl Node {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let span = info_span!("node", city = %node.city_id, node_id = node.node_id);
         let tasks = vec![
-            tokio::spawn(internal::serve(node.clone(), raft_listener, shutdown_rx.clone()).instrument(span.clone())),
-            tokio::spawn(api::serve(node.clone(), api_listener, shutdown_rx.clone()).instrument(span.clone())),
+            tokio::spawn(
+                internal::serve(node.clone(), raft_listener, shutdown_rx.clone())
+                    .instrument(span.clone()),
+            ),
+            tokio::spawn(
+                api::serve(node.clone(), api_listener, shutdown_rx.clone())
+                    .instrument(span.clone()),
+            ),
             tokio::spawn(node.clone().announce_membership(shutdown_rx).instrument(span.clone())),
         ];
 
@@ -158,7 +166,8 @@ impl Node {
             raft_node_id: self.node_id,
         };
         loop {
-            let already = self.reader.with_index(|index| index.member(&self.city_id) == Some(&member));
+            let already =
+                self.reader.with_index(|index| index.member(&self.city_id) == Some(&member));
             if already {
                 return;
             }
@@ -249,12 +258,15 @@ impl Node {
     }
 
     async fn propose_here(&self, request: &Request) -> Attempt {
-        let written = tokio::time::timeout(API_REQUEST_TIMEOUT, self.raft.client_write(request.clone()));
+        let written =
+            tokio::time::timeout(API_REQUEST_TIMEOUT, self.raft.client_write(request.clone()));
         match written.await {
             Err(_) => Attempt::Unavailable("timed out waiting for a majority".to_owned()),
             Ok(Ok(reply)) => match reply.data {
                 CommandOutcome::Index(result) => Attempt::Done(result.map(Done::Response)),
-                CommandOutcome::Raft => Attempt::Unavailable("a command applied as Raft's".to_owned()),
+                CommandOutcome::Raft => {
+                    Attempt::Unavailable("a command applied as Raft's".to_owned())
+                }
             },
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to)))) => {
                 Attempt::NotLeader { leader: to.leader_node }
@@ -289,7 +301,9 @@ impl Node {
         match reply {
             Ok(reply) => from_message(reply.get_ref())
                 .unwrap_or_else(|e| Attempt::Unavailable(format!("unreadable leader reply: {e}"))),
-            Err(status) => Attempt::Unavailable(format!("leader unreachable: {}", status.message())),
+            Err(status) => {
+                Attempt::Unavailable(format!("leader unreachable: {}", status.message()))
+            }
         }
     }
 

@@ -41,4 +41,5 @@ mod json {
 }
 
 /// The file descriptor set of every roamhub proto, for the reflection service.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/roamhub_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/roamhub_descriptor.bin"));

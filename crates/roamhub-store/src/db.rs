@@ -10,6 +10,9 @@ use std::path::Path;
 #[error("storage engine: {0}")]
 pub struct DbError(#[from] sled::Error);
 
+/// A key and its value.
+pub type Row = (Vec<u8>, Vec<u8>);
+
 /// A database of named trees; cheap to clone, all clones share one engine.
 #[derive(Clone)]
 pub struct Db {
@@ -56,7 +59,7 @@ impl Tree {
     }
 
     /// The values whose keys lie in `[start, end)`, in key order.
-    pub fn range(&self, start: &[u8], end: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, DbError> {
+    pub fn range(&self, start: &[u8], end: &[u8]) -> Result<Vec<Row>, DbError> {
         self.inner
             .range(start..end)
             .map(|item| Ok(item.map(|(k, v)| (k.to_vec(), v.to_vec()))?))
@@ -73,7 +76,7 @@ impl Tree {
         Ok(())
     }
 
-    pub fn last(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, DbError> {
+    pub fn last(&self) -> Result<Option<Row>, DbError> {
         Ok(self.inner.last()?.map(|(k, v)| (k.to_vec(), v.to_vec())))
     }
 }

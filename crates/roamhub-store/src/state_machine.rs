@@ -154,7 +154,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             applied.last_applied = Some(entry.log_id);
             let outcome = match entry.payload {
                 EntryPayload::Blank => CommandOutcome::Raft,
-                EntryPayload::Normal(request) => CommandOutcome::Index(applied.index.apply(&request)),
+                EntryPayload::Normal(request) => {
+                    CommandOutcome::Index(applied.index.apply(&request))
+                }
                 EntryPayload::Membership(membership) => {
                     applied.last_membership = StoredMembership::new(Some(entry.log_id), membership);
                     CommandOutcome::Raft
@@ -184,8 +186,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let state: Applied = decode(&data)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let state: Applied =
+            decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
 
         let stored = StoredSnapshot { meta: meta.clone(), data };
         self.save_snapshot(&stored).await?;

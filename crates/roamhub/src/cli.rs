@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "roamhub", version, about = "A federated roaming hub for citizens' data pointers and consents")]
+#[command(
+    name = "roamhub",
+    version,
+    about = "A federated roaming hub for citizens' data pointers and consents"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub client: ClientOptions,

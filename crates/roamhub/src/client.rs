@@ -10,8 +10,8 @@ use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::cli::{
-    AccessLogArgs, CitizenCommand, ClientCommand, ClientOptions, ConsentCommand,
-    FederationCommand, LocationCommand, ResolveArgs, ServiceCommand,
+    AccessLogArgs, CitizenCommand, ClientCommand, ClientOptions, ConsentCommand, FederationCommand,
+    LocationCommand, ResolveArgs, ServiceCommand,
 };
 
 /// How long the client waits to connect, and for an answer.
@@ -77,7 +77,8 @@ fn parse_declaration(spec: &str) -> anyhow::Result<pb::PurposeDeclaration> {
 
 fn parse_legal_basis(name: &str) -> anyhow::Result<pb::LegalBasis> {
     let proto_name = format!("LEGAL_BASIS_{}", name.replace('-', "_").to_ascii_uppercase());
-    pb::LegalBasis::from_str_name(&proto_name).ok_or_else(|| anyhow!("unknown legal basis {name:?}"))
+    pb::LegalBasis::from_str_name(&proto_name)
+        .ok_or_else(|| anyhow!("unknown legal basis {name:?}"))
 }
 
 async fn get_citizen(client: &mut Client, citizen_id: String) -> anyhow::Result<pb::Citizen> {
@@ -88,8 +89,10 @@ async fn get_citizen(client: &mut Client, citizen_id: String) -> anyhow::Result<
 async fn citizen(client: &mut Client, json: bool, command: CitizenCommand) -> anyhow::Result<()> {
     match command {
         CitizenCommand::Register { home_city, identifiers } => {
-            let identifiers =
-                identifiers.iter().map(|spec| parse_identifier(spec)).collect::<anyhow::Result<_>>()?;
+            let identifiers = identifiers
+                .iter()
+                .map(|spec| parse_identifier(spec))
+                .collect::<anyhow::Result<_>>()?;
             let request = pb::RegisterCitizenRequest { home_city, identifiers };
             let reply = client.register_citizen(request).await.map_err(status_error)?.into_inner();
             emit(json, &reply, |r| println!("{}", r.citizen_id))
@@ -150,7 +153,8 @@ async fn consent(client: &mut Client, json: bool, command: ConsentCommand) -> an
         }
         ConsentCommand::Withdraw { citizen_id, consent_id } => {
             let request = pb::WithdrawConsentRequest { citizen_id, consent_id };
-            let consent = client.withdraw_consent(request).await.map_err(status_error)?.into_inner();
+            let consent =
+                client.withdraw_consent(request).await.map_err(status_error)?.into_inner();
             emit(json, &consent, print_consent)
         }
         ConsentCommand::List { citizen_id } => {
@@ -168,7 +172,8 @@ async fn service(client: &mut Client, json: bool, command: ServiceCommand) -> an
                 .map(|spec| parse_declaration(spec))
                 .collect::<anyhow::Result<_>>()?;
             let request = pb::RegisterServiceRequest { service_id, organisation, declarations };
-            let service = client.register_service(request).await.map_err(status_error)?.into_inner();
+            let service =
+                client.register_service(request).await.map_err(status_error)?.into_inner();
             emit(json, &service, print_service)
         }
         ServiceCommand::List => {
@@ -196,10 +201,15 @@ async fn access_log(client: &mut Client, json: bool, args: AccessLogArgs) -> any
     emit(json, &reply.records, |all| all.iter().for_each(print_access_record))
 }
 
-async fn federation(client: &mut Client, json: bool, command: FederationCommand) -> anyhow::Result<()> {
+async fn federation(
+    client: &mut Client,
+    json: bool,
+    command: FederationCommand,
+) -> anyhow::Result<()> {
     match command {
         FederationCommand::Members => {
-            let reply = client.list_members(pb::ListMembersRequest {}).await.map_err(status_error)?;
+            let reply =
+                client.list_members(pb::ListMembersRequest {}).await.map_err(status_error)?;
             emit(json, &reply.into_inner().members, |all| all.iter().for_each(print_member))
         }
         FederationCommand::Status => {
@@ -217,7 +227,8 @@ pub fn format_time(unix_ms: u64) -> String {
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
@@ -287,7 +298,9 @@ pub fn print_resolution(resolution: &pb::ResolveResponse) {
 
 pub fn print_access_record(record: &pb::AccessRecord) {
     let what = match pb::AccessOutcome::try_from(record.outcome) {
-        Ok(pb::AccessOutcome::Released) => format!("released {}", record.attributes_released.join(", ")),
+        Ok(pb::AccessOutcome::Released) => {
+            format!("released {}", record.attributes_released.join(", "))
+        }
         _ => format!("refused: {}", record.reason),
     };
     println!(
@@ -304,7 +317,11 @@ pub fn print_access_record(record: &pb::AccessRecord) {
 pub fn print_member(member: &pb::Member) {
     println!(
         "{:<16} {:<12} {}  node {} at {}",
-        member.city_id, member.display_name, member.country, member.raft_node_id, member.api_endpoint
+        member.city_id,
+        member.display_name,
+        member.country,
+        member.raft_node_id,
+        member.api_endpoint
     );
 }
 

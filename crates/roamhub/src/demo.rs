@@ -4,7 +4,7 @@
 //! through the public API exactly as a service or citizen app would, checks every answer,
 //! and exits non-zero with a clear message at the first one that does not hold.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -99,7 +99,9 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     step(2, "A mobility service registers, declaring what it needs and why.");
     let declaration = pb::PurposeDeclaration {
         purpose: PURPOSE.to_owned(),
-        attributes: ["mobility.trips", "mobility.pass", "mobility.home-station"].map(String::from).to_vec(),
+        attributes: ["mobility.trips", "mobility.pass", "mobility.home-station"]
+            .map(String::from)
+            .to_vec(),
     };
     let service = pb::RegisterServiceRequest {
         service_id: SERVICE.to_owned(),
@@ -107,7 +109,9 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         declarations: vec![declaration],
     };
     eindhoven.register_service(service).await.map_err(status_error)?;
-    said(format!("{SERVICE} declares {PURPOSE}: mobility.trips, mobility.pass, mobility.home-station"));
+    said(format!(
+        "{SERVICE} declares {PURPOSE}: mobility.trips, mobility.pass, mobility.home-station"
+    ));
 
     step(3, "Alice registers in Eindhoven and points her mobility data to her pod.");
     let register = pb::RegisterCitizenRequest {
@@ -117,7 +121,13 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     let citizen_id =
         eindhoven.register_citizen(register).await.map_err(status_error)?.into_inner().citizen_id;
     said(format!("her federation id is {citizen_id} (random, not her city account)"));
-    let pod = set_location(&mut eindhoven, &citizen_id, "https://pods.example/alice/mobility", "Example Pods").await?;
+    let pod = set_location(
+        &mut eindhoven,
+        &citizen_id,
+        "https://pods.example/alice/mobility",
+        "Example Pods",
+    )
+    .await?;
     said(format!("mobility -> {pod}"));
 
     step(4, "She consents: ride.share may use two attributes, for trip planning only.");
@@ -137,29 +147,55 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     let resolved = helsinki.resolve(resolve_request()).await.map_err(status_error)?.into_inner();
     print_pointers(&resolved);
     let attributes: Vec<&str> = resolved.pointers.iter().map(|p| p.attribute.as_str()).collect();
-    ensure!(attributes == ["mobility.pass", "mobility.trips"], "expected two pointers, got {attributes:?}");
-    ensure!(resolved.pointers.iter().all(|p| p.uri.starts_with(&pod)), "pointers must lead to her pod");
+    ensure!(
+        attributes == ["mobility.pass", "mobility.trips"],
+        "expected two pointers, got {attributes:?}"
+    );
+    ensure!(
+        resolved.pointers.iter().all(|p| p.uri.starts_with(&pod)),
+        "pointers must lead to her pod"
+    );
 
     step(6, "Alice moves to Valencia and switches her storage to the city's store.");
-    let moved = pb::MoveHomeRequest { citizen_id: citizen_id.clone(), to_city: CITIES[VALENCIA].city_id.to_owned() };
+    let moved = pb::MoveHomeRequest {
+        citizen_id: citizen_id.clone(),
+        to_city: CITIES[VALENCIA].city_id.to_owned(),
+    };
     valencia.move_home(moved).await.map_err(status_error)?;
-    let store = set_location(&mut valencia, &citizen_id, "https://store.valencia.example/c/mobility", "Valencia city store").await?;
-    said(format!("home city {} ; mobility -> {store} (the pod stays in her history)", CITIES[VALENCIA].city_id));
+    let store = set_location(
+        &mut valencia,
+        &citizen_id,
+        "https://store.valencia.example/c/mobility",
+        "Valencia city store",
+    )
+    .await?;
+    said(format!(
+        "home city {} ; mobility -> {store} (the pod stays in her history)",
+        CITIES[VALENCIA].city_id
+    ));
 
     step(7, "The service still resolves her, from Eindhoven's node, now to the new store.");
     let resolved = eindhoven.resolve(resolve_request()).await.map_err(status_error)?.into_inner();
     print_pointers(&resolved);
     ensure!(resolved.home_city == CITIES[VALENCIA].city_id, "her home city should be Valencia");
     ensure!(resolved.pointers.len() == 2, "expected two pointers after the move");
-    ensure!(resolved.pointers.iter().all(|p| p.uri.starts_with(&store)), "pointers must lead to the new store");
+    ensure!(
+        resolved.pointers.iter().all(|p| p.uri.starts_with(&store)),
+        "pointers must lead to the new store"
+    );
 
     step(8, "She withdraws her consent.");
-    let withdraw = pb::WithdrawConsentRequest { citizen_id: citizen_id.clone(), consent_id: consent.consent_id.clone() };
+    let withdraw = pb::WithdrawConsentRequest {
+        citizen_id: citizen_id.clone(),
+        consent_id: consent.consent_id.clone(),
+    };
     valencia.withdraw_consent(withdraw).await.map_err(status_error)?;
     said(format!("consent {} withdrawn", consent.consent_id));
 
     step(9, "Every city now refuses the service.");
-    for (position, client) in [(EINDHOVEN, &mut eindhoven), (HELSINKI, &mut helsinki), (VALENCIA, &mut valencia)] {
+    for (position, client) in
+        [(EINDHOVEN, &mut eindhoven), (HELSINKI, &mut helsinki), (VALENCIA, &mut valencia)]
+    {
         let refused = client.resolve(resolve_request()).await;
         let city = CITIES[position].city_id;
         match refused {
@@ -176,12 +212,24 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     let log = helsinki.read_access_log(request).await.map_err(status_error)?.into_inner().records;
     log.iter().for_each(print_access_record);
     let released = log.iter().filter(|r| r.outcome == pb::AccessOutcome::Released as i32).count();
-    ensure!(log.len() == 5 && released == 2, "expected 5 records (2 released), got {} ({released} released)", log.len());
-    said(format!("first record at {}", format_time(log.last().map(|r| r.at_unix_ms).unwrap_or_default())));
+    ensure!(
+        log.len() == 5 && released == 2,
+        "expected 5 records (2 released), got {} ({released} released)",
+        log.len()
+    );
+    said(format!(
+        "first record at {}",
+        format_time(log.last().map(|r| r.at_unix_ms).unwrap_or_default())
+    ));
     Ok(())
 }
 
-async fn set_location(client: &mut Client, citizen_id: &str, uri: &str, provider: &str) -> anyhow::Result<String> {
+async fn set_location(
+    client: &mut Client,
+    citizen_id: &str,
+    uri: &str,
+    provider: &str,
+) -> anyhow::Result<String> {
     let request = pb::SetLocationRequest {
         citizen_id: citizen_id.to_owned(),
         category: "mobility".to_owned(),
@@ -199,7 +247,7 @@ fn print_pointers(resolved: &pb::ResolveResponse) {
     }
 }
 
-fn print_how_to_reach(federation: &LocalFederation, root: &PathBuf) {
+fn print_how_to_reach(federation: &LocalFederation, root: &Path) {
     println!("\nThe federation keeps running (data and logs in {}):", root.display());
     for node in &federation.nodes {
         println!("   {:<13} node {}  api {}", node.city.city_id, node.node_id, node.api_addr);

@@ -1,0 +1,123 @@
+//! Shared set-up of the multi-node tests: a three-city federation of real `roamhub serve`
+//! processes on loopback, and small helpers that retry through a leader change.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use roamhub::client::Client;
+use roamhub::local::{City, LocalFederation};
+use roamhub_proto::v1 as pb;
+use tempfile::TempDir;
+
+pub const CITIES: [City; 3] = [
+    City { city_id: "nl-eindhoven", display_name: "Eindhoven" },
+    City { city_id: "fi-helsinki", display_name: "Helsinki" },
+    City { city_id: "es-valencia", display_name: "Valencia" },
+];
+
+/// How long a fresh federation may take to elect a leader and register its cities.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct TestFederation {
+    pub federation: LocalFederation,
+    /// Kept so the data directories live as long as the test.
+    pub dir: TempDir,
+}
+
+pub fn start(extra_args: &[&str]) -> TestFederation {
+    let dir = tempfile::Builder::new().prefix("roamhub-test-").tempdir().unwrap();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_roamhub"));
+    let federation = LocalFederation::start(exe, dir.path(), &CITIES, extra_args).unwrap();
+    TestFederation { federation, dir }
+}
+
+pub async fn start_ready(extra_args: &[&str]) -> TestFederation {
+    let test = start(extra_args);
+    test.federation.wait_ready(READY_TIMEOUT).await.unwrap();
+    test
+}
+
+pub fn identifier(value: &str) -> pb::Identifier {
+    pb::Identifier { scheme: "city-account".to_owned(), value: value.to_owned() }
+}
+
+pub async fn register_service(client: &mut Client) {
+    let declaration = pb::PurposeDeclaration {
+        purpose: "trip-planning".to_owned(),
+        attributes: vec!["mobility.trips".to_owned(), "mobility.pass".to_owned()],
+    };
+    let request = pb::RegisterServiceRequest {
+        service_id: "ride.share".to_owned(),
+        organisation: "Ride Share Cooperative".to_owned(),
+        declarations: vec![declaration],
+    };
+    client.register_service(request).await.unwrap();
+}
+
+pub async fn register_citizen(client: &mut Client, home_city: &str, account: &str) -> String {
+    let request = pb::RegisterCitizenRequest {
+        home_city: home_city.to_owned(),
+        identifiers: vec![identifier(account)],
+    };
+    client.register_citizen(request).await.unwrap().into_inner().citizen_id
+}
+
+pub fn location(citizen_id: &str, category: &str, uri: &str) -> pb::SetLocationRequest {
+    pb::SetLocationRequest {
+        citizen_id: citizen_id.to_owned(),
+        category: category.to_owned(),
+        uri: uri.to_owned(),
+        provider: "Example Pods".to_owned(),
+    }
+}
+
+pub async fn citizen(client: &mut Client, citizen_id: &str) -> pb::Citizen {
+    let request = pb::GetCitizenRequest { citizen_id: citizen_id.to_owned() };
+    client.get_citizen(request).await.unwrap().into_inner()
+}
+
+/// Sets a location through any live node, retrying while the federation elects a leader.
+/// Setting the same pointer twice is a no-op, so a retry of an unknown outcome is safe.
+pub async fn set_location_retrying(
+    federation: &LocalFederation,
+    request: pb::SetLocationRequest,
+    deadline: Instant,
+) -> Result<(), String> {
+    let mut last_error = String::new();
+    while Instant::now() < deadline {
+        for position in (0..federation.nodes.len()).filter(|p| federation.is_running(*p)) {
+            let Ok(mut client) = federation.client(position).await else { continue };
+            match client.set_location(request.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(status) => last_error = format!("{:?}: {}", status.code(), status.message()),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last_error)
+}
+
+pub async fn status(client: &mut Client) -> pb::NodeStatusResponse {
+    client.node_status(pb::NodeStatusRequest {}).await.unwrap().into_inner()
+}
+
+/// Waits until the node at `position` has applied at least `index`.
+pub async fn wait_applied(
+    federation: &LocalFederation,
+    position: usize,
+    index: u64,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(mut client) = federation.client(position).await
+            && let Ok(reply) = client.node_status(pb::NodeStatusRequest {}).await
+            && reply.get_ref().last_applied_index >= index
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "node {position} did not apply index {index} in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
