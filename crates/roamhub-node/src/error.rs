@@ -25,12 +25,6 @@ pub enum NodeError {
     Fatal(String),
 }
 
-impl NodeError {
-    pub fn unavailable(reason: impl Into<String>) -> NodeError {
-        NodeError::Unavailable { reason: reason.into(), leader_api: None }
-    }
-}
-
 fn with_field(mut status: Status, field: &str) -> Status {
     if let Ok(value) = field.parse() {
         status.metadata_mut().insert(FIELD_METADATA_KEY, value);

@@ -241,12 +241,12 @@ impl Node {
                     self.wait_for_leader().await;
                 }
                 Attempt::Unavailable(why) if matches!(work, Work::Propose(_)) => {
-                    return Err(NodeError::unavailable(why));
+                    return Err(NodeError::Unavailable { reason: why, leader_api: self.leader_api() });
                 }
                 Attempt::Unavailable(why) => reason = why,
             }
         }
-        Err(NodeError::unavailable(reason))
+        Err(NodeError::Unavailable { reason, leader_api: self.leader_api() })
     }
 
     /// Runs work on this node if it leads. The `Forward` service calls this at the leader.

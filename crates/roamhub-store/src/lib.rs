@@ -17,11 +17,11 @@ pub mod types;
 
 pub use db::Db;
 pub use log_store::LogStore;
-pub use state_machine::{IndexReader, StateMachine};
+pub use state_machine::{IndexReader, OpenError, StateMachine};
 pub use types::{CommandOutcome, NodeAddress, TypeConfig};
 
 /// Opens (or creates) a node's storage in `data_dir` and returns its two halves.
-pub fn open(data_dir: &std::path::Path) -> Result<(LogStore, StateMachine), db::DbError> {
+pub fn open(data_dir: &std::path::Path) -> Result<(LogStore, StateMachine), OpenError> {
     let db = Db::open(&data_dir.join("index.sled"))?;
     let log_store = LogStore::new(db.clone())?;
     let state_machine = StateMachine::open(db)?;

@@ -13,7 +13,7 @@ use roamhub_index::{Index, IndexError, Query, QueryAnswer};
 use serde::{Deserialize, Serialize};
 use tracing::{info, instrument};
 
-use crate::codec::{decode, encode};
+use crate::codec::{CodecError, decode, encode};
 use crate::db::{Db, DbError, Tree};
 use crate::types::{
     CommandOutcome, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
@@ -35,6 +35,15 @@ struct Applied {
 struct StoredSnapshot {
     meta: SnapshotMeta,
     data: Vec<u8>,
+}
+
+/// Why a node's storage could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("the stored snapshot is unreadable: {0}")]
+    Snapshot(#[from] CodecError),
 }
 
 /// Read access to the applied index, shared with the API.
@@ -61,13 +70,14 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    pub fn open(db: Db) -> Result<StateMachine, DbError> {
+    /// Opens the state machine at its latest snapshot. A snapshot this release cannot read
+    /// is an error, never a reason to start empty, which would diverge from the federation.
+    pub fn open(db: Db) -> Result<StateMachine, OpenError> {
         let snapshots = db.tree("snapshot")?;
         let mut applied = Applied::default();
         if let Some(bytes) = snapshots.get(CURRENT_SNAPSHOT_KEY)? {
-            // A snapshot this release cannot read is fatal: starting empty would diverge.
-            let stored: StoredSnapshot = decode(&bytes).expect("stored snapshot decodes");
-            applied = decode(&stored.data).expect("stored snapshot state decodes");
+            let stored: StoredSnapshot = decode(&bytes)?;
+            applied = decode(&stored.data)?;
         }
         Ok(StateMachine { db, snapshots, applied: Arc::new(RwLock::new(applied)) })
     }

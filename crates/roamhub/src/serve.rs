@@ -115,3 +115,36 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
         timing,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        let argv = ["roamhub", "serve"].iter().chain(args);
+        match Cli::parse_from(argv).command {
+            Command::Serve(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    /// The example file in `deploy/` parses, and a flag overrides the file.
+    #[test]
+    fn example_config_parses_and_flags_win() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/roamhub.example.toml");
+        let config = node_config(serve_args(&["--config", example, "--node-id", "7"])).unwrap();
+        assert_eq!(config.node_id, 7);
+        assert_eq!(config.city_id, "nl-eindhoven");
+        assert_eq!(config.bootstrap.len(), 3);
+        assert_eq!(config.timing.election_timeout_min_ms, 2000);
+    }
+
+    #[test]
+    fn a_missing_city_is_a_clear_error() {
+        let error = node_config(serve_args(&["--node-id", "1"])).unwrap_err();
+        assert!(error.to_string().contains("--city-id"), "{error}");
+    }
+}
