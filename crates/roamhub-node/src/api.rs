@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
-use tracing::{error, instrument, warn};
+use tracing::{error, info, info_span, instrument};
 
 use crate::config::{
     API_CONCURRENCY_PER_CONNECTION_MAX, API_MESSAGE_BYTES_MAX, API_REQUEST_TIMEOUT,
@@ -33,7 +33,7 @@ type Reply<T> = Result<Response<T>, Status>;
 pub async fn serve(node: Arc<Node>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RoamhubServer<Api>>().await;
-    tokio::spawn(report_raft_failure(node.clone(), health));
+    tokio::spawn(watch_raft(node.clone(), health));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(roamhub_proto::FILE_DESCRIPTOR_SET)
         .build_v1();
@@ -45,8 +45,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, mut shutdown: watch::
         }
     };
 
+    let span = request_span(&node);
     let api = RoamhubServer::new(Api { node }).max_decoding_message_size(API_MESSAGE_BYTES_MAX);
     let served = tonic::transport::Server::builder()
+        .trace_fn(span)
         .timeout(API_REQUEST_TIMEOUT)
         .concurrency_limit_per_connection(API_CONCURRENCY_PER_CONNECTION_MAX)
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
@@ -63,16 +65,35 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, mut shutdown: watch::
     }
 }
 
-/// Turns the health status to NOT_SERVING once Raft has stopped on a storage or other fatal
-/// error, so that load balancers and operators see a node that must be rebuilt.
-async fn report_raft_failure(node: Arc<Node>, health: tonic_health::server::HealthReporter) {
+/// Each API request runs in a span naming the city, the node and the RPC; never a field of
+/// the request.
+pub fn request_span(
+    node: &Node,
+) -> impl Fn(&tonic::codegen::http::Request<()>) -> tracing::Span + Clone + use<> {
+    let city = node.city_id().to_string();
+    let node_id = node.node_id();
+    move |request| info_span!("api", %city, node_id, rpc = %request.uri().path())
+}
+
+/// Logs changes of Raft role and leader, and turns the health status to NOT_SERVING once
+/// Raft has stopped on a storage or other fatal error, so that load balancers and operators
+/// see a node that must be rebuilt.
+async fn watch_raft(node: Arc<Node>, health: tonic_health::server::HealthReporter) {
     let mut metrics = node.raft().metrics();
+    let mut seen = (None, None);
     while metrics.changed().await.is_ok() {
-        let stopped = metrics.borrow().running_state.is_err();
+        let (state, leader, term, stopped) = {
+            let m = metrics.borrow();
+            (m.state, m.current_leader, m.current_term, m.running_state.is_err())
+        };
         if stopped {
-            warn!("raft stopped; reporting NOT_SERVING");
+            error!("raft stopped; reporting NOT_SERVING until the node is rebuilt");
             health.set_not_serving::<RoamhubServer<Api>>().await;
             return;
+        }
+        if seen != (Some(state), leader) {
+            seen = (Some(state), leader);
+            info!(?state, leader = leader.unwrap_or_default(), term, "raft role");
         }
     }
 }

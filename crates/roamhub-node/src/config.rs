@@ -21,12 +21,15 @@ pub const STREAMS_PER_CONNECTION_MAX: u32 = 128;
 pub const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one Raft message to a peer may take.
 pub const RAFT_RPC_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a node keeps trying to get a write or read done, leader changes included;
+/// below `API_REQUEST_TIMEOUT` so the caller hears `Unavailable` rather than a cut call.
+pub const REQUEST_BUDGET: Duration = Duration::from_secs(8);
 /// How long a forwarded write or read may take at the leader.
-pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(8);
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(7);
 /// How often a request is re-sent when the leader changed under it.
 pub const FORWARD_ATTEMPTS_MAX: u32 = 5;
-/// How long to wait for a leader to be known before answering `Unavailable`.
-pub const LEADER_WAIT: Duration = Duration::from_secs(5);
+/// How long to wait for a leader to be known before trying again.
+pub const LEADER_WAIT: Duration = Duration::from_secs(2);
 /// Connecting to a peer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 

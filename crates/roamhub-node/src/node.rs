@@ -23,7 +23,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{
     API_REQUEST_TIMEOUT, FORWARD_ATTEMPTS_MAX, FORWARD_TIMEOUT, LEADER_WAIT, NodeConfig,
-    RAFT_MESSAGE_BYTES_MAX,
+    RAFT_MESSAGE_BYTES_MAX, REQUEST_BUDGET,
 };
 use crate::error::NodeError;
 use crate::network::{Network, from_message, lazy_channel, to_message};
@@ -224,6 +224,17 @@ impl Node {
     /// A write is retried only when it was certainly not proposed (a node said it does not
     /// lead); an unknown outcome is reported as `Unavailable` so the caller decides.
     async fn run_at_leader(&self, work: Work) -> Result<Done, NodeError> {
+        let unknown = || NodeError::Unavailable {
+            reason: "no answer within the request budget; a write may or may not have applied"
+                .to_owned(),
+            leader_api: self.leader_api(),
+        };
+        tokio::time::timeout(REQUEST_BUDGET, self.follow_leader(work))
+            .await
+            .map_err(|_| unknown())?
+    }
+
+    async fn follow_leader(&self, work: Work) -> Result<Done, NodeError> {
         let mut reason = String::from("no leader");
         for attempt in 0..FORWARD_ATTEMPTS_MAX {
             if attempt > 0 {
@@ -241,7 +252,10 @@ impl Node {
                     self.wait_for_leader().await;
                 }
                 Attempt::Unavailable(why) if matches!(work, Work::Propose(_)) => {
-                    return Err(NodeError::Unavailable { reason: why, leader_api: self.leader_api() });
+                    return Err(NodeError::Unavailable {
+                        reason: why,
+                        leader_api: self.leader_api(),
+                    });
                 }
                 Attempt::Unavailable(why) => reason = why,
             }
