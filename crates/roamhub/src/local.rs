@@ -130,6 +130,11 @@ impl LocalFederation {
         self.spawn(position)
     }
 
+    /// The operating-system process id of a running node.
+    pub fn pid(&self, position: usize) -> Option<u32> {
+        self.nodes[position].process.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&self, position: usize) -> bool {
         self.nodes[position].process.is_some()
     }

@@ -1,0 +1,114 @@
+//! The `roamhub` client subcommands against a real three-city federation: each command is
+//! run as a user would, and its `--json` output or exit status checked.
+
+mod support;
+
+use serde_json::Value;
+use support::start_ready;
+use tokio::process::Command;
+
+/// Runs `roamhub --node NODE --json ARGS...`; returns the parsed output, or the exit
+/// status's standard error when the command failed.
+async fn roamhub(node: &str, args: &[&str]) -> Result<Value, String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_roamhub"))
+        .args(["--node", node, "--json"])
+        .args(args)
+        .env_remove("ROAMHUB_NODE")
+        .output()
+        .await
+        .unwrap();
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&output.stdout).expect("--json prints JSON"))
+}
+
+/// A citizen's whole journey through the CLI, from registration to a refused resolution and
+/// the access log that records it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_noun_of_the_cli_works_against_a_federation() {
+    let test = start_ready(&[]).await;
+    let node = test.federation.nodes[1].api_addr.clone();
+    let node = node.as_str();
+
+    let members = roamhub(node, &["federation", "members"]).await.unwrap();
+    assert_eq!(members.as_array().unwrap().len(), 3);
+    let status = roamhub(node, &["federation", "status"]).await.unwrap();
+    assert_eq!(status["city_id"], "fi-helsinki");
+
+    let declare = "trip-planning=mobility.trips;mobility.pass";
+    let register =
+        ["service", "register", "ride.share", "--organisation", "Ride", "--declare", declare];
+    let service = roamhub(node, &register).await.unwrap();
+    assert_eq!(service["declarations"][0]["attributes"][1], "mobility.pass");
+    assert_eq!(roamhub(node, &["service", "list"]).await.unwrap().as_array().unwrap().len(), 1);
+
+    let register =
+        ["citizen", "register", "--home-city", "nl-eindhoven", "--identifier", "city-account=A-1"];
+    let citizen = roamhub(node, &register).await.unwrap();
+    let id = citizen["citizen_id"].as_str().unwrap().to_owned();
+    let id = id.as_str();
+    roamhub(node, &["citizen", "add-identifier", id, "--identifier", "eidas=NL/1"]).await.unwrap();
+    let pod = [
+        "location",
+        "set",
+        id,
+        "--category",
+        "mobility",
+        "--uri",
+        "https://p.example/m",
+        "--provider",
+        "P",
+    ];
+    roamhub(node, &pod).await.unwrap();
+    assert_eq!(roamhub(node, &["location", "list", id]).await.unwrap()[0]["category"], "mobility");
+
+    let grant = [
+        "consent",
+        "grant",
+        id,
+        "--service",
+        "ride.share",
+        "--purpose",
+        "trip-planning",
+        "--attribute",
+        "mobility.trips",
+    ];
+    let consent = roamhub(node, &grant).await.unwrap();
+    assert_eq!(consent["status"], "CONSENT_STATUS_GIVEN");
+    assert_eq!(consent["legal_basis"], "LEGAL_BASIS_CONSENT");
+
+    let resolve = [
+        "resolve",
+        "--identifier",
+        "eidas=NL/1",
+        "--service",
+        "ride.share",
+        "--purpose",
+        "trip-planning",
+    ];
+    let resolved = roamhub(node, &resolve).await.unwrap();
+    assert_eq!(resolved["pointers"][0]["uri"], "https://p.example/m/trips");
+
+    let consent_id = consent["consent_id"].as_str().unwrap();
+    roamhub(node, &["consent", "withdraw", id, consent_id]).await.unwrap();
+    let refused = roamhub(node, &resolve).await.unwrap_err();
+    assert!(refused.contains("PermissionDenied"), "{refused}");
+    assert_eq!(
+        roamhub(node, &["consent", "list", id]).await.unwrap()[0]["status"],
+        "CONSENT_STATUS_WITHDRAWN"
+    );
+
+    roamhub(node, &["citizen", "move", id, "--to-city", "es-valencia"]).await.unwrap();
+    let shown = roamhub(node, &["citizen", "show", id]).await.unwrap();
+    assert_eq!(shown["home_city"], "es-valencia");
+    assert_eq!(shown["identifiers"].as_array().unwrap().len(), 2);
+
+    let log = roamhub(node, &["access-log", id]).await.unwrap();
+    let outcomes: Vec<&str> =
+        log.as_array().unwrap().iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["ACCESS_OUTCOME_REFUSED", "ACCESS_OUTCOME_RELEASED"]);
+
+    let bad = roamhub(node, &["citizen", "show", "alice"]).await.unwrap_err();
+    assert!(bad.contains("InvalidArgument") && bad.contains("citizen_id"), "{bad}");
+}
