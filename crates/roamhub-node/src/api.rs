@@ -15,13 +15,12 @@ use roamhub_proto::v1 as pb;
 use roamhub_proto::v1::roamhub_server::{Roamhub, RoamhubServer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 use tracing::{error, info, info_span, instrument};
 
 use crate::config::{
     API_CONCURRENCY_PER_CONNECTION_MAX, API_MESSAGE_BYTES_MAX, API_REQUEST_TIMEOUT,
-    STREAMS_PER_CONNECTION_MAX,
+    STREAMS_PER_CONNECTION_MAX, incoming,
 };
 use crate::convert;
 use crate::error::invalid;
@@ -52,11 +51,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, mut shutdown: watch::
         .timeout(API_REQUEST_TIMEOUT)
         .concurrency_limit_per_connection(API_CONCURRENCY_PER_CONNECTION_MAX)
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(api)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming(listener), async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
         .await;

@@ -121,3 +121,9 @@ impl NodeConfig {
         }
     }
 }
+
+/// Accepted connections of a listener, with Nagle's algorithm off: gRPC writes headers,
+/// body and trailers separately, and Nagle would hold each reply behind a delayed ACK.
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}

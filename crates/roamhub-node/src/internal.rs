@@ -12,11 +12,10 @@ use roamhub_proto::raft::v1::raft_server::{Raft as RaftService, RaftServer};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 use tracing::{error, instrument};
 
-use crate::config::{RAFT_MESSAGE_BYTES_MAX, STREAMS_PER_CONNECTION_MAX};
+use crate::config::{RAFT_MESSAGE_BYTES_MAX, STREAMS_PER_CONNECTION_MAX, incoming};
 use crate::network::{from_message, to_message};
 use crate::node::{Node, Work};
 
@@ -32,10 +31,9 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, mut shutdown: watch::
 
     let served = tonic::transport::Server::builder()
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
-        .tcp_nodelay(true)
         .add_service(raft)
         .add_service(forward)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming(listener), async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
         .await;

@@ -4,6 +4,9 @@
 //! store's versioned codec. The peer answers with the encoded `Result` of its Raft call, so
 //! a remote Raft error arrives as openraft's `RemoteError`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -43,16 +46,32 @@ pub fn from_message<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Str
     codec::decode(&message.data).map_err(|e| e.to_string())
 }
 
-/// Makes one [`PeerClient`] per peer for openraft.
+/// Makes [`PeerClient`]s for openraft, sharing one channel per peer address.
+///
+/// openraft asks for a new client for every leadership check of a linearizable read; a
+/// shared channel keeps those on the peer's existing HTTP/2 connection.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Network {
+    fn channel(&self, raft_addr: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().expect("channel map is never poisoned");
+        if let Some(channel) = channels.get(raft_addr) {
+            return Ok(channel.clone());
+        }
+        let channel = lazy_channel(raft_addr, RAFT_RPC_TIMEOUT)?;
+        channels.insert(raft_addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &NodeAddress) -> PeerClient {
-        let channel = lazy_channel(&node.raft_addr, RAFT_RPC_TIMEOUT);
-        PeerClient { target, node: node.clone(), channel }
+        PeerClient { target, node: node.clone(), channel: self.channel(&node.raft_addr) }
     }
 }
 

@@ -96,7 +96,8 @@ impl Node {
 
         let raft_config = Arc::new(config.raft_config().validate()?);
         let raft =
-            Raft::new(config.node_id, raft_config, Network, log_store, state_machine).await?;
+            Raft::new(config.node_id, raft_config, Network::default(), log_store, state_machine)
+                .await?;
         let raft_listener = TcpListener::bind(&config.raft_addr)
             .await
             .with_context(|| format!("binding the Raft listener on {}", config.raft_addr))?;

@@ -62,10 +62,11 @@ async fn run() -> anyhow::Result<()> {
     );
     let duration = Duration::from_secs(seconds);
     let phases = [
-        ("set location via leader", leader, Operation::SetLocation),
         ("resolve via leader", leader, Operation::Resolve),
         ("resolve via follower", follower, Operation::Resolve),
+        ("read citizen via leader", leader, Operation::ReadCitizen),
         ("read citizen via follower", follower, Operation::ReadCitizen),
+        ("set location via leader", leader, Operation::SetLocation),
     ];
     let mut results = Vec::new();
     for (name, position, operation) in phases {
