@@ -82,6 +82,8 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
 }
 
 /// Every node killed at once and restarted from its data directory has its state intact.
+/// The leader usually comes back as leader of its old term; its reads must still cover the
+/// last write it acknowledged, which holds only because the committed index is fsynced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_nodes_restart_with_their_state_intact() {
     let mut test = start_ready(&[]).await;

@@ -110,10 +110,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not fsynced on its own: a committed index lost in a crash is learnt again from the
-        // leader, and the next append or vote flushes it anyway.
-        let bytes = encode(&committed);
-        self.meta.insert(COMMITTED_KEY, bytes).map_err(|e| StorageIOError::write(&e))?;
+        // Fsynced before openraft applies, and so before any client hears of the commit: a
+        // leader that restarts keeps its term and serves reads at its stored committed
+        // index, which must therefore cover every write it acknowledged.
+        self.write_meta(COMMITTED_KEY, &committed).await.map_err(|e| StorageIOError::write(&e))?;
         Ok(())
     }
 
