@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -26,7 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::config::{CONNECT_TIMEOUT, RAFT_MESSAGE_BYTES_MAX, RAFT_RPC_TIMEOUT};
 
 /// Opens a lazily connected channel to `addr` (`host:port`), bounded in time.
-pub fn lazy_channel(addr: &str, request_timeout: std::time::Duration) -> Result<Channel, String> {
+fn lazy_channel(addr: &str, request_timeout: Duration) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("bad address {addr:?}: {e}"))?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -46,24 +47,40 @@ pub fn from_message<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Str
     codec::decode(&message.data).map_err(|e| e.to_string())
 }
 
+/// One lazily connected channel per address, all with the same request timeout.
+pub struct ChannelPool {
+    request_timeout: Duration,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl ChannelPool {
+    pub fn new(request_timeout: Duration) -> ChannelPool {
+        ChannelPool { request_timeout, channels: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn get(&self, addr: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().expect("channel map is never poisoned");
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let channel = lazy_channel(addr, self.request_timeout)?;
+        channels.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
+}
+
 /// Makes [`PeerClient`]s for openraft, sharing one channel per peer address.
 ///
 /// openraft asks for a new client for every leadership check of a linearizable read; a
 /// shared channel keeps those on the peer's existing HTTP/2 connection.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Network {
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    channels: Arc<ChannelPool>,
 }
 
-impl Network {
-    fn channel(&self, raft_addr: &str) -> Result<Channel, String> {
-        let mut channels = self.channels.lock().expect("channel map is never poisoned");
-        if let Some(channel) = channels.get(raft_addr) {
-            return Ok(channel.clone());
-        }
-        let channel = lazy_channel(raft_addr, RAFT_RPC_TIMEOUT)?;
-        channels.insert(raft_addr.to_owned(), channel.clone());
-        Ok(channel)
+impl Default for Network {
+    fn default() -> Network {
+        Network { channels: Arc::new(ChannelPool::new(RAFT_RPC_TIMEOUT)) }
     }
 }
 
@@ -71,7 +88,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &NodeAddress) -> PeerClient {
-        PeerClient { target, node: node.clone(), channel: self.channel(&node.raft_addr) }
+        PeerClient { target, node: node.clone(), channel: self.channels.get(&node.raft_addr) }
     }
 }
 

@@ -5,8 +5,8 @@
 //! node is not the leader it hands the work to the leader's internal `Forward` service, on a
 //! connection apart from Raft's own, and returns the leader's answer.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{
@@ -26,7 +25,7 @@ use crate::config::{
     RAFT_MESSAGE_BYTES_MAX, REQUEST_BUDGET,
 };
 use crate::error::NodeError;
-use crate::network::{Network, from_message, lazy_channel, to_message};
+use crate::network::{ChannelPool, Network, from_message, to_message};
 use crate::{api, internal};
 
 pub type Raft = openraft::Raft<TypeConfig>;
@@ -73,7 +72,7 @@ pub struct Node {
     raft: Raft,
     reader: IndexReader,
     /// Channels to leaders' `Forward` service, by Raft address; apart from Raft traffic.
-    forward_channels: Mutex<HashMap<String, Channel>>,
+    forward_channels: ChannelPool,
 }
 
 /// A started node and the tasks that serve it.
@@ -111,7 +110,7 @@ impl Node {
             config,
             raft,
             reader,
-            forward_channels: Mutex::new(HashMap::new()),
+            forward_channels: ChannelPool::new(FORWARD_TIMEOUT),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let span = info_span!("node", city = %node.city_id, node_id = node.node_id);
@@ -302,7 +301,7 @@ impl Node {
 
     /// Hands work to the leader's `Forward` service.
     async fn forward(&self, leader: &NodeAddress, work: &Work) -> Attempt {
-        let channel = match self.forward_channel(&leader.raft_addr) {
+        let channel = match self.forward_channels.get(&leader.raft_addr) {
             Ok(channel) => channel,
             Err(reason) => return Attempt::Unavailable(reason),
         };
@@ -320,16 +319,6 @@ impl Node {
                 Attempt::Unavailable(format!("leader unreachable: {}", status.message()))
             }
         }
-    }
-
-    fn forward_channel(&self, raft_addr: &str) -> Result<Channel, String> {
-        let mut channels = self.forward_channels.lock().expect("channel map is never poisoned");
-        if let Some(channel) = channels.get(raft_addr) {
-            return Ok(channel.clone());
-        }
-        let channel = lazy_channel(raft_addr, FORWARD_TIMEOUT)?;
-        channels.insert(raft_addr.to_owned(), channel.clone());
-        Ok(channel)
     }
 
     async fn wait_for_leader(&self) {
