@@ -7,6 +7,11 @@ use serde_json::Value;
 use support::start_ready;
 use tokio::process::Command;
 
+/// The keystore the CLI keeps citizens' keys in during these tests.
+fn keystore() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("roamhub-cli-test-keys-{}", std::process::id()))
+}
+
 /// Runs `roamhub --node NODE --json ARGS...`; returns the parsed output, or the exit
 /// status's standard error when the command failed.
 async fn roamhub(node: &str, args: &[&str]) -> Result<Value, String> {
@@ -14,6 +19,7 @@ async fn roamhub(node: &str, args: &[&str]) -> Result<Value, String> {
         .args(["--node", node, "--json"])
         .args(args)
         .env_remove("ROAMHUB_NODE")
+        .env("ROAMHUB_KEYSTORE", keystore())
         .output()
         .await
         .unwrap();
@@ -27,7 +33,7 @@ async fn roamhub(node: &str, args: &[&str]) -> Result<Value, String> {
 /// the access log that records it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_noun_of_the_cli_works_against_a_federation() {
-    let test = start_ready(&[]).await;
+    let test = start_ready(&["--operator-token", "ehv-operator-secret"]).await;
     let node = test.federation.nodes[1].api_addr.clone();
     let node = node.as_str();
 
@@ -111,4 +117,41 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
 
     let bad = roamhub(node, &["citizen", "show", "alice"]).await.unwrap_err();
     assert!(bad.contains("InvalidArgument") && bad.contains("citizen_id"), "{bad}");
+
+    let rotated = roamhub(node, &["citizen", "rotate-key", id]).await.unwrap();
+    let changes: Vec<&str> = rotated["key_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["registered", "added", "removed"]);
+    roamhub(
+        node,
+        &[
+            "location",
+            "set",
+            id,
+            "--category",
+            "health",
+            "--uri",
+            "https://h.example",
+            "--provider",
+            "H",
+        ],
+    )
+    .await
+    .expect("the rotated key signs");
+
+    let valencia = test.federation.nodes[2].api_addr.clone();
+    let wrong =
+        roamhub(&valencia, &["citizen", "recover-key", id, "--operator-token", "guess"]).await;
+    assert!(wrong.unwrap_err().contains("Unauthenticated"));
+    let recover = ["citizen", "recover-key", id, "--operator-token", "ehv-operator-secret"];
+    let recovered = roamhub(&valencia, &recover).await.unwrap();
+    assert_eq!(recovered["key_history"].as_array().unwrap().last().unwrap()["by"], "es-valencia");
+    roamhub(node, &["citizen", "move", id, "--to-city", "fi-helsinki"])
+        .await
+        .expect("the recovered key signs");
+    let _ = std::fs::remove_dir_all(keystore());
 }

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use roamhub::keystore::{CitizenKey, CitizenRequest};
 use roamhub_proto::v1 as pb;
 use support::*;
 use tonic::Code;
@@ -18,13 +19,12 @@ async fn a_write_through_a_follower_is_read_back_from_every_node() {
     let follower = (leader + 1) % 3;
 
     let mut client = federation.client(follower).await.unwrap();
-    let citizen_id = register_citizen(&mut client, "fi-helsinki", "HEL-1").await;
-    let pod = location(&citizen_id, "mobility", "https://pods.example/a/mobility");
-    client.set_location(pod).await.unwrap();
+    let alice = register_citizen(&mut client, "fi-helsinki", "HEL-1").await;
+    set_location(&mut client, &alice, "mobility", "https://pods.example/a/mobility").await.unwrap();
 
     for position in 0..3 {
         let mut client = federation.client(position).await.unwrap();
-        let read = citizen(&mut client, &citizen_id).await;
+        let read = citizen(&mut client, &alice.id).await;
         assert_eq!(read.home_city, "fi-helsinki", "node {position}");
         assert_eq!(read.locations.len(), 1, "node {position}");
         assert_eq!(
@@ -40,15 +40,14 @@ async fn a_write_through_a_follower_is_read_back_from_every_node() {
 async fn killing_the_leader_loses_no_acknowledged_write() {
     let mut test = start_ready(&[]).await;
     let mut client = test.federation.client(0).await.unwrap();
-    let citizen_id = register_citizen(&mut client, "nl-eindhoven", "EHV-1").await;
+    let alice = register_citizen(&mut client, "nl-eindhoven", "EHV-1").await;
 
     let mut acknowledged = Vec::new();
     for n in 0..20 {
         let category = format!("cat-{n}");
         let uri = format!("https://pods.example/before/{n}");
-        let request = location(&citizen_id, &category, &uri);
         let deadline = Instant::now() + Duration::from_secs(10);
-        set_location_retrying(&test.federation, request, deadline).await.unwrap();
+        set_location_retrying(&test.federation, &alice, &category, &uri, deadline).await.unwrap();
         acknowledged.push((category, uri));
     }
 
@@ -56,9 +55,9 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
     test.federation.kill(leader);
     let killed_at = Instant::now();
 
-    let first_after = location(&citizen_id, "after", "https://pods.example/after");
     let deadline = killed_at + Duration::from_secs(15);
-    set_location_retrying(&test.federation, first_after, deadline).await.unwrap();
+    let after = "https://pods.example/after";
+    set_location_retrying(&test.federation, &alice, "after", after, deadline).await.unwrap();
     let failover = killed_at.elapsed();
     println!("a write was acknowledged {failover:?} after the leader was killed");
     assert!(failover < Duration::from_secs(15));
@@ -68,7 +67,7 @@ async fn killing_the_leader_loses_no_acknowledged_write() {
     test.federation.wait_ready(READY_TIMEOUT).await.unwrap();
     for position in 0..3 {
         let mut client = test.federation.client(position).await.unwrap();
-        let read = citizen(&mut client, &citizen_id).await;
+        let read = citizen(&mut client, &alice.id).await;
         for (category, uri) in &acknowledged {
             let found = read.locations.iter().find(|l| &l.category == category);
             let found_uri = found.and_then(|l| l.current.as_ref()).map(|p| p.uri.as_str());
@@ -89,9 +88,9 @@ async fn all_nodes_restart_with_their_state_intact() {
     let mut test = start_ready(&[]).await;
     let mut client = test.federation.client(1).await.unwrap();
     register_service(&mut client).await;
-    let citizen_id = register_citizen(&mut client, "es-valencia", "VLC-1").await;
-    client.set_location(location(&citizen_id, "mobility", "https://pods.example/v")).await.unwrap();
-    let before = citizen(&mut client, &citizen_id).await;
+    let alice = register_citizen(&mut client, "es-valencia", "VLC-1").await;
+    set_location(&mut client, &alice, "mobility", "https://pods.example/v").await.unwrap();
+    let before = citizen(&mut client, &alice.id).await;
 
     for position in 0..3 {
         test.federation.kill(position);
@@ -103,7 +102,7 @@ async fn all_nodes_restart_with_their_state_intact() {
 
     for position in 0..3 {
         let mut client = test.federation.client(position).await.unwrap();
-        assert_eq!(citizen(&mut client, &citizen_id).await, before, "node {position}");
+        assert_eq!(citizen(&mut client, &alice.id).await, before, "node {position}");
         let services = client.list_services(pb::ListServicesRequest {}).await.unwrap();
         assert_eq!(services.into_inner().services.len(), 1, "node {position}");
     }
@@ -119,10 +118,10 @@ async fn a_lagging_node_catches_up_from_a_snapshot() {
 
     let live = (lagging + 1) % 3;
     let mut client = test.federation.client(live).await.unwrap();
-    let citizen_id = register_citizen(&mut client, "nl-eindhoven", "EHV-9").await;
+    let alice = register_citizen(&mut client, "nl-eindhoven", "EHV-9").await;
     for n in 0..60 {
-        let request = location(&citizen_id, &format!("cat-{n}"), &format!("https://p.example/{n}"));
-        client.set_location(request).await.unwrap();
+        let uri = format!("https://p.example/{n}");
+        set_location(&mut client, &alice, &format!("cat-{n}"), &uri).await.unwrap();
     }
     let applied = status(&mut client).await.last_applied_index;
 
@@ -133,7 +132,7 @@ async fn a_lagging_node_catches_up_from_a_snapshot() {
     let log = std::fs::read_to_string(log_path).unwrap();
     assert!(log.contains("snapshot installed"), "the lagging node caught up without a snapshot");
     let mut lagging_client = test.federation.client(lagging).await.unwrap();
-    assert_eq!(citizen(&mut lagging_client, &citizen_id).await.locations.len(), 60);
+    assert_eq!(citizen(&mut lagging_client, &alice.id).await.locations.len(), 60);
 }
 
 /// Malformed or impossible requests get the matching status naming the field, and change
@@ -143,7 +142,8 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
     let test = start_ready(&[]).await;
     let mut client = test.federation.client(2).await.unwrap();
     register_service(&mut client).await;
-    let citizen_id = register_citizen(&mut client, "nl-eindhoven", "EHV-7").await;
+    let alice = register_citizen(&mut client, "nl-eindhoven", "EHV-7").await;
+    let citizen_id = alice.id.clone();
     let before = citizen(&mut client, &citizen_id).await;
 
     let grant = |service: &str, purpose: &str, attributes: &[&str]| pb::GrantConsentRequest {
@@ -169,6 +169,7 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
         ),
     ];
     for (request, code, field) in cases {
+        let request = signed_if_well_formed(&mut client, &alice, request).await;
         let status = client.grant_consent(request).await.unwrap_err();
         assert_eq!(status.code(), code, "{}", status.message());
         assert_eq!(status.metadata().get("roamhub-field").unwrap(), field, "{}", status.message());
@@ -179,11 +180,15 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
     assert_eq!(client.get_citizen(malformed).await.unwrap_err().code(), Code::InvalidArgument);
     let unknown = pb::GetCitizenRequest { citizen_id: format!("c-{}", "0".repeat(32)) };
     assert_eq!(client.get_citizen(unknown).await.unwrap_err().code(), Code::NotFound);
-    let no_city =
-        pb::MoveHomeRequest { citizen_id: citizen_id.clone(), to_city: "de-berlin".to_owned() };
+    let no_city = pb::MoveHomeRequest {
+        citizen_id: citizen_id.clone(),
+        to_city: "de-berlin".to_owned(),
+        signature: None,
+    };
+    let no_city = alice.key.signed(&mut client, no_city).await.unwrap();
     assert_eq!(client.move_home(no_city).await.unwrap_err().code(), Code::NotFound);
-    let bad_uri = location(&citizen_id, "mobility", "not a uri");
-    assert_eq!(client.set_location(bad_uri).await.unwrap_err().code(), Code::InvalidArgument);
+    let bad_uri = set_location(&mut client, &alice, "mobility", "not a uri").await;
+    assert_eq!(bad_uri.unwrap_err().code(), Code::InvalidArgument);
 
     let unconsented_again = || pb::ResolveRequest {
         identifier: Some(identifier("EHV-7")),
@@ -206,4 +211,70 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
     let records = client.read_access_log(log).await.unwrap().into_inner().records;
     assert_eq!(records.len(), 1, "the refused resolution left one access record");
     assert_eq!(records[0].outcome, pb::AccessOutcome::Refused as i32);
+}
+
+/// Signs a request when it names a well-formed operation; a malformed one goes unsigned, as
+/// the node refuses it before looking at any signature.
+async fn signed_if_well_formed<R: CitizenRequest>(
+    client: &mut roamhub::client::Client,
+    citizen: &TestCitizen,
+    request: R,
+) -> R {
+    match request.op() {
+        Ok(_) => citizen.key.signed(client, request).await.unwrap(),
+        Err(_) => request,
+    }
+}
+
+/// Unsigned, forged, replayed and reordered citizen operations are refused with a clear
+/// status, and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn citizen_operations_need_the_citizens_own_signature() {
+    let test = start_ready(&[]).await;
+    let mut client = test.federation.client(1).await.unwrap();
+    let alice = register_citizen(&mut client, "fi-helsinki", "HEL-5").await;
+    let before = citizen(&mut client, &alice.id).await;
+
+    let unsigned = location(&alice.id, "mobility", "https://evil.example");
+    let status = client.set_location(unsigned).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    assert_eq!(status.metadata().get("roamhub-field").unwrap(), "signature");
+
+    let mallory = CitizenKey::generate().unwrap();
+    let mut forged = mallory
+        .signed(&mut client, location(&alice.id, "mobility", "https://evil.example"))
+        .await
+        .unwrap();
+    forged.signature.as_mut().unwrap().key_id = alice.key.public_key().key_id().to_string();
+    let status = client.set_location(forged).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{}", status.message());
+
+    let mut tampered = alice
+        .key
+        .signed(&mut client, location(&alice.id, "mobility", "https://pod.example"))
+        .await
+        .unwrap();
+    tampered.uri = "https://evil.example".to_owned();
+    assert_eq!(client.set_location(tampered).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(citizen(&mut client, &alice.id).await, before, "refusals change nothing");
+
+    let genuine = alice
+        .key
+        .signed(&mut client, location(&alice.id, "mobility", "https://pod.example"))
+        .await
+        .unwrap();
+    client.set_location(genuine.clone()).await.unwrap();
+    let replayed = client.set_location(genuine).await.unwrap_err();
+    assert_eq!(replayed.code(), Code::PermissionDenied);
+    assert_eq!(replayed.metadata().get("roamhub-field").unwrap(), "sequence");
+
+    let next = citizen(&mut client, &alice.id).await.next_sequence;
+    let later = location(&alice.id, "mobility", "https://pod.example/later");
+    let op = later.op().unwrap();
+    let ahead = pb::SetLocationRequest {
+        signature: Some(alice.key.sign_as(&alice.id, next + 1, &op).unwrap()),
+        ..later
+    };
+    let reordered = client.set_location(ahead).await.unwrap_err();
+    assert_eq!(reordered.metadata().get("roamhub-field").unwrap(), "sequence");
 }

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use roamhub::client::Client;
+use roamhub::keystore::CitizenKey;
 use roamhub::local::{City, LocalFederation};
 use roamhub_proto::v1 as pb;
 use tempfile::TempDir;
@@ -55,12 +56,17 @@ pub async fn register_service(client: &mut Client) {
     client.register_service(request).await.unwrap();
 }
 
-pub async fn register_citizen(client: &mut Client, home_city: &str, account: &str) -> String {
-    let request = pb::RegisterCitizenRequest {
-        home_city: home_city.to_owned(),
-        identifiers: vec![identifier(account)],
-    };
-    client.register_citizen(request).await.unwrap().into_inner().citizen_id
+/// A registered citizen and the key their operations are signed with.
+pub struct TestCitizen {
+    pub id: String,
+    pub key: CitizenKey,
+}
+
+pub async fn register_citizen(client: &mut Client, home_city: &str, account: &str) -> TestCitizen {
+    let key = CitizenKey::generate().unwrap();
+    let request = key.registration(home_city, vec![identifier(account)]).unwrap();
+    let id = client.register_citizen(request).await.unwrap().into_inner().citizen_id;
+    TestCitizen { id, key }
 }
 
 pub fn location(citizen_id: &str, category: &str, uri: &str) -> pb::SetLocationRequest {
@@ -69,7 +75,24 @@ pub fn location(citizen_id: &str, category: &str, uri: &str) -> pb::SetLocationR
         category: category.to_owned(),
         uri: uri.to_owned(),
         provider: "Example Pods".to_owned(),
+        signature: None,
     }
+}
+
+/// Sets a location, signed by the citizen.
+pub async fn set_location(
+    client: &mut Client,
+    citizen: &TestCitizen,
+    category: &str,
+    uri: &str,
+) -> Result<pb::DataLocation, tonic::Status> {
+    let request = location(&citizen.id, category, uri);
+    let request = citizen
+        .key
+        .signed(client, request)
+        .await
+        .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+    client.set_location(request).await.map(tonic::Response::into_inner)
 }
 
 pub async fn citizen(client: &mut Client, citizen_id: &str) -> pb::Citizen {
@@ -78,17 +101,20 @@ pub async fn citizen(client: &mut Client, citizen_id: &str) -> pb::Citizen {
 }
 
 /// Sets a location through any live node, retrying while the federation elects a leader.
-/// Setting the same pointer twice is a no-op, so a retry of an unknown outcome is safe.
+/// Each attempt is signed afresh as the citizen's next operation; setting the same pointer
+/// twice is a no-op, so a retry of an unknown outcome is safe.
 pub async fn set_location_retrying(
     federation: &LocalFederation,
-    request: pb::SetLocationRequest,
+    citizen: &TestCitizen,
+    category: &str,
+    uri: &str,
     deadline: Instant,
 ) -> Result<(), String> {
     let mut last_error = String::new();
     while Instant::now() < deadline {
         for position in (0..federation.nodes.len()).filter(|p| federation.is_running(*p)) {
             let Ok(mut client) = federation.client(position).await else { continue };
-            match client.set_location(request.clone()).await {
+            match set_location(&mut client, citizen, category, uri).await {
                 Ok(_) => return Ok(()),
                 Err(status) => last_error = format!("{:?}: {}", status.code(), status.message()),
             }

@@ -17,6 +17,7 @@ use crate::limits::{
 use crate::model::{
     Citizen, Consent, DataLocation, LegalBasis, Member, PurposeDeclaration, Resolution, Service,
 };
+use crate::signing::{CitizenAuth, KeyId, PublicKey};
 
 /// A command stamped with its time; the unit of the Raft log.
 ///
@@ -38,17 +39,24 @@ impl std::fmt::Debug for Request {
 pub enum Command {
     /// Adds a city to the federation, or updates its display name and endpoint.
     UpsertMember(Member),
-    /// Registers a citizen under a fresh id drawn by the proposing node.
-    RegisterCitizen { citizen_id: CitizenId, home_city: CityId, identifiers: Vec<Identifier> },
+    /// Registers a citizen under a fresh id drawn by the proposing node, binding their first
+    /// key; `proof` is that key's signature over `signing::registration_message`.
+    RegisterCitizen {
+        citizen_id: CitizenId,
+        home_city: CityId,
+        identifiers: Vec<Identifier>,
+        public_key: PublicKey,
+        proof: Vec<u8>,
+    },
     RegisterService {
         service_id: ServiceId,
         organisation: String,
         declarations: Vec<PurposeDeclaration>,
     },
-    /// An operation on one citizen's own records.
-    // TODO: carry the citizen's signature, key id and sequence number here, verified by every
-    // replica on apply, so that no operator can act for a citizen.
-    Citizen { citizen_id: CitizenId, op: CitizenOp },
+    /// An operation on one citizen's own records, signed by the citizen.
+    Citizen { citizen_id: CitizenId, op: CitizenOp, auth: CitizenAuth },
+    /// The home city's operator replaces a citizen's lost keys with a new one.
+    RecoverKey { citizen_id: CitizenId, public_key: PublicKey, by_city: CityId },
     /// A service asks for a citizen's pointers; always leaves an access record.
     Resolve(ResolveArgs),
 }
@@ -56,10 +64,25 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CitizenOp {
     AddIdentifier(Identifier),
-    SetLocation { category: Category, uri: String, provider: String },
-    MoveHome { to_city: CityId },
+    SetLocation {
+        category: Category,
+        uri: String,
+        provider: String,
+    },
+    MoveHome {
+        to_city: CityId,
+    },
     GrantConsent(ConsentGrant),
-    WithdrawConsent { consent_id: ConsentId },
+    WithdrawConsent {
+        consent_id: ConsentId,
+    },
+    /// Adds a key, e.g. on a new device; signed with an existing key.
+    AddKey {
+        public_key: PublicKey,
+    },
+    RemoveKey {
+        key_id: KeyId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +131,9 @@ impl Command {
             Command::Citizen { op: CitizenOp::MoveHome { .. }, .. } => "move_home",
             Command::Citizen { op: CitizenOp::GrantConsent(_), .. } => "grant_consent",
             Command::Citizen { op: CitizenOp::WithdrawConsent { .. }, .. } => "withdraw_consent",
+            Command::Citizen { op: CitizenOp::AddKey { .. }, .. } => "add_key",
+            Command::Citizen { op: CitizenOp::RemoveKey { .. }, .. } => "remove_key",
+            Command::RecoverKey { .. } => "recover_key",
             Command::Resolve(_) => "resolve",
         }
     }
@@ -130,6 +156,7 @@ impl Command {
                 })
             }
             Command::Citizen { op, .. } => op.check(),
+            Command::RecoverKey { .. } => Ok(()),
             Command::Resolve(args) => check_attributes("attributes", &args.attributes, 0),
         }
     }
@@ -154,7 +181,9 @@ impl CitizenOp {
             }
             CitizenOp::AddIdentifier(_)
             | CitizenOp::MoveHome { .. }
-            | CitizenOp::WithdrawConsent { .. } => Ok(()),
+            | CitizenOp::WithdrawConsent { .. }
+            | CitizenOp::AddKey { .. }
+            | CitizenOp::RemoveKey { .. } => Ok(()),
         }
     }
 }

@@ -2,13 +2,14 @@
 //!
 //! Each variant tells the caller what it must decide: fix the request ([`Invalid`]), look for
 //! something else ([`NotFound`]), pick another name ([`AlreadyExists`]), or change the state
-//! first ([`Precondition`]). Every refusal names the field at fault; no refusal changes the
+//! first ([`Precondition`]), or prove who they are ([`Denied`]). Every refusal names the field at fault; no refusal changes the
 //! index. Reasons never repeat a personal identifier.
 //!
 //! [`Invalid`]: IndexError::Invalid
 //! [`NotFound`]: IndexError::NotFound
 //! [`AlreadyExists`]: IndexError::AlreadyExists
 //! [`Precondition`]: IndexError::Precondition
+//! [`Denied`]: IndexError::Denied
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,9 @@ pub enum IndexError {
     AlreadyExists { field: String, reason: String },
     #[error("{field}: {reason}")]
     Precondition { field: String, reason: String },
+    /// The request is not signed by whom it must be.
+    #[error("{field} refused: {reason}")]
+    Denied { field: String, reason: String },
 }
 
 impl IndexError {
@@ -41,13 +45,18 @@ impl IndexError {
         IndexError::Precondition { field: field.to_owned(), reason: reason.into() }
     }
 
+    pub fn denied(field: &str, reason: impl Into<String>) -> IndexError {
+        IndexError::Denied { field: field.to_owned(), reason: reason.into() }
+    }
+
     /// The request field this refusal is about.
     pub fn field(&self) -> &str {
         match self {
             IndexError::Invalid { field, .. }
             | IndexError::NotFound { field, .. }
             | IndexError::AlreadyExists { field, .. }
-            | IndexError::Precondition { field, .. } => field,
+            | IndexError::Precondition { field, .. }
+            | IndexError::Denied { field, .. } => field,
         }
     }
 }

@@ -12,15 +12,16 @@ use crate::command::{CitizenOp, Command, ConsentGrant, Request, ResolveArgs, Res
 use crate::error::IndexError;
 use crate::ids::{Attribute, Category, CitizenId, CityId, ConsentId, Identifier, ServiceId};
 use crate::limits::{
-    ACCESS_LOG_PAGE_MAX, CONSENTS_PER_CITIZEN_MAX, IDENTIFIERS_PER_CITIZEN_MAX,
-    LOCATION_HISTORY_MAX, LOCATIONS_PER_CITIZEN_MAX,
+    ACCESS_LOG_PAGE_MAX, CONSENTS_PER_CITIZEN_MAX, IDENTIFIERS_PER_CITIZEN_MAX, KEY_HISTORY_MAX,
+    KEYS_PER_CITIZEN_MAX, LOCATION_HISTORY_MAX, LOCATIONS_PER_CITIZEN_MAX,
 };
 use crate::model::{
-    AccessOutcome, AccessRecord, Citizen, Consent, ConsentState, DataLocation, HomePeriod, Member,
-    Pointer, PurposeDeclaration, Resolution, Service,
+    AccessOutcome, AccessRecord, Citizen, CitizenKey, Consent, ConsentState, DataLocation,
+    HomePeriod, KeyChange, KeyEvent, Member, Pointer, PurposeDeclaration, Resolution, Service,
 };
 use crate::query::{Query, QueryAnswer};
 use crate::resolve::{Decision, decide};
+use crate::signing::{self, CitizenAuth, KeyId, PublicKey};
 
 /// The whole replicated index.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,13 +45,23 @@ impl Index {
         let now = request.at_unix_ms;
         let response = match &request.command {
             Command::UpsertMember(member) => self.upsert_member(member),
-            Command::RegisterCitizen { citizen_id, home_city, identifiers } => {
-                self.register_citizen(citizen_id, home_city, identifiers, now)
+            Command::RegisterCitizen { citizen_id, home_city, identifiers, public_key, proof } => {
+                let message = signing::registration_message(home_city, identifiers, public_key);
+                signing::verify(public_key, &message, proof)?;
+                self.register_citizen(citizen_id, home_city, identifiers, public_key, now)
             }
             Command::RegisterService { service_id, organisation, declarations } => {
                 self.register_service(service_id, organisation, declarations, now)
             }
-            Command::Citizen { citizen_id, op } => self.apply_citizen_op(citizen_id, op, now),
+            Command::Citizen { citizen_id, op, auth } => {
+                self.authenticate(citizen_id, op, auth)?;
+                let response = self.apply_citizen_op(citizen_id, op, &auth.key_id, now)?;
+                self.citizen_mut(citizen_id).next_sequence += 1;
+                Ok(response)
+            }
+            Command::RecoverKey { citizen_id, public_key, by_city } => {
+                self.recover_key(citizen_id, public_key, by_city, now)
+            }
             Command::Resolve(args) => self.resolve(args, now),
         }?;
 
@@ -120,6 +131,7 @@ impl Index {
         citizen_id: &CitizenId,
         home_city: &CityId,
         identifiers: &[Identifier],
+        public_key: &PublicKey,
         now: u64,
     ) -> Result<Response, IndexError> {
         self.require_member("home_city", home_city)?;
@@ -136,10 +148,15 @@ impl Index {
         for identifier in identifiers {
             self.identifiers.insert(identifier.clone(), citizen_id.clone());
         }
+        let key_id = public_key.key_id();
+        let first_key = CitizenKey { public_key: *public_key, added_at_unix_ms: now };
         let citizen = Citizen {
             citizen_id: citizen_id.clone(),
             home_city: home_city.clone(),
             registered_at_unix_ms: now,
+            keys: BTreeMap::from([(key_id.clone(), first_key)]),
+            next_sequence: 1,
+            key_history: vec![KeyEvent { at_unix_ms: now, key_id, change: KeyChange::Registered }],
             identifiers: identifiers.to_vec(),
             locations: BTreeMap::new(),
             consents: BTreeMap::new(),
@@ -175,13 +192,38 @@ impl Index {
         Ok(Response::ServiceRegistered(service))
     }
 
+    /// Checks that the citizen signed exactly this operation with one of their keys, as their
+    /// next operation: anything else is a forgery, a replay or out of order.
+    fn authenticate(
+        &self,
+        citizen_id: &CitizenId,
+        op: &CitizenOp,
+        auth: &CitizenAuth,
+    ) -> Result<(), IndexError> {
+        let citizen = self.citizen(citizen_id)?;
+        let Some(key) = citizen.keys.get(&auth.key_id) else {
+            return Err(IndexError::denied("key_id", "not a key of this citizen"));
+        };
+        if auth.sequence != citizen.next_sequence {
+            return Err(IndexError::denied(
+                "sequence",
+                format!(
+                    "expected {}, got {}: replayed or out of order",
+                    citizen.next_sequence, auth.sequence
+                ),
+            ));
+        }
+        let message = signing::citizen_op_message(citizen_id, auth.sequence, op);
+        signing::verify(&key.public_key, &message, &auth.signature)
+    }
+
     fn apply_citizen_op(
         &mut self,
         citizen_id: &CitizenId,
         op: &CitizenOp,
+        signed_by: &KeyId,
         now: u64,
     ) -> Result<Response, IndexError> {
-        self.citizen(citizen_id)?;
         match op {
             CitizenOp::AddIdentifier(identifier) => self.add_identifier(citizen_id, identifier),
             CitizenOp::SetLocation { category, uri, provider } => {
@@ -192,7 +234,86 @@ impl Index {
             CitizenOp::WithdrawConsent { consent_id } => {
                 self.withdraw_consent(citizen_id, *consent_id, now)
             }
+            CitizenOp::AddKey { public_key } => {
+                self.add_key(citizen_id, public_key, signed_by, now)
+            }
+            CitizenOp::RemoveKey { key_id } => self.remove_key(citizen_id, key_id, signed_by, now),
         }
+    }
+
+    fn add_key(
+        &mut self,
+        citizen_id: &CitizenId,
+        public_key: &PublicKey,
+        signed_by: &KeyId,
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        let citizen = self.citizen_mut(citizen_id);
+        let key_id = public_key.key_id();
+        if citizen.keys.contains_key(&key_id) {
+            return Err(IndexError::already_exists("public_key", "the citizen holds this key"));
+        }
+        if citizen.keys.len() >= KEYS_PER_CITIZEN_MAX {
+            return Err(IndexError::precondition(
+                "public_key",
+                format!("a citizen holds at most {KEYS_PER_CITIZEN_MAX} keys"),
+            ));
+        }
+
+        citizen
+            .keys
+            .insert(key_id.clone(), CitizenKey { public_key: *public_key, added_at_unix_ms: now });
+        let change = KeyChange::Added { signed_by: signed_by.clone() };
+        push_key_event(citizen, KeyEvent { at_unix_ms: now, key_id, change });
+        Ok(Response::Citizen(Box::new(citizen.clone())))
+    }
+
+    fn remove_key(
+        &mut self,
+        citizen_id: &CitizenId,
+        key_id: &KeyId,
+        signed_by: &KeyId,
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        let citizen = self.citizen_mut(citizen_id);
+        if !citizen.keys.contains_key(key_id) {
+            return Err(IndexError::not_found("key_id", "not a key of this citizen"));
+        }
+        if citizen.keys.len() == 1 {
+            return Err(IndexError::precondition("key_id", "a citizen keeps at least one key"));
+        }
+
+        citizen.keys.remove(key_id);
+        let change = KeyChange::Removed { signed_by: signed_by.clone() };
+        push_key_event(citizen, KeyEvent { at_unix_ms: now, key_id: key_id.clone(), change });
+        Ok(Response::Citizen(Box::new(citizen.clone())))
+    }
+
+    /// Replaces every key of a citizen who lost theirs. Only the home city may do it, and it
+    /// leaves a key event the citizen sees.
+    fn recover_key(
+        &mut self,
+        citizen_id: &CitizenId,
+        public_key: &PublicKey,
+        by_city: &CityId,
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        if &self.citizen(citizen_id)?.home_city != by_city {
+            return Err(IndexError::denied(
+                "by_city",
+                "only the citizen's home city may recover keys",
+            ));
+        }
+
+        let citizen = self.citizen_mut(citizen_id);
+        let key_id = public_key.key_id();
+        citizen.keys = BTreeMap::from([(
+            key_id.clone(),
+            CitizenKey { public_key: *public_key, added_at_unix_ms: now },
+        )]);
+        let change = KeyChange::Recovered { by_city: by_city.clone() };
+        push_key_event(citizen, KeyEvent { at_unix_ms: now, key_id, change });
+        Ok(Response::Citizen(Box::new(citizen.clone())))
     }
 
     fn citizen_mut(&mut self, citizen_id: &CitizenId) -> &mut Citizen {
@@ -443,6 +564,10 @@ impl Index {
     }
 
     fn validate_citizen(&self, citizen: &Citizen) -> Result<(), String> {
+        let keys_named = citizen.keys.iter().all(|(id, key)| id == &key.public_key.key_id());
+        if citizen.keys.is_empty() || !keys_named || citizen.next_sequence == 0 {
+            return Err("a citizen's keys are inconsistent".to_owned());
+        }
         if !self.members.contains_key(&citizen.home_city) {
             return Err(format!("a citizen's home {} is not a member", citizen.home_city));
         }
@@ -467,6 +592,13 @@ impl Index {
             }
         }
         Ok(())
+    }
+}
+
+fn push_key_event(citizen: &mut Citizen, event: KeyEvent) {
+    citizen.key_history.push(event);
+    if citizen.key_history.len() > KEY_HISTORY_MAX {
+        citizen.key_history.remove(0);
     }
 }
 

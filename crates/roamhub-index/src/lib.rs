@@ -15,6 +15,7 @@
 //! - [`query`]: the questions the index answers without changing;
 //! - [`index`]: the state and `apply`, which takes a request completely or not at all;
 //! - [`resolve`]: how a resolution is decided from a citizen's consents;
+//! - [`signing`]: what a citizen signs, and how every replica verifies it;
 //! - [`error`]: why a request was refused.
 
 pub mod command;
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod model;
 pub mod query;
 pub mod resolve;
+pub mod signing;
 
 pub use command::{CitizenOp, Command, ConsentGrant, Request, ResolveArgs, Response};
 pub use error::IndexError;
@@ -36,3 +38,4 @@ pub use model::{
     ResolvedPointer, Service,
 };
 pub use query::{Query, QueryAnswer};
+pub use signing::{CitizenAuth, KeyId, PublicKey};

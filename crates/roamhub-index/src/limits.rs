@@ -18,5 +18,9 @@ pub const CONSENTS_PER_CITIZEN_MAX: usize = 1024;
 pub const LOCATIONS_PER_CITIZEN_MAX: usize = 64;
 /// Earlier pointers kept per data category.
 pub const LOCATION_HISTORY_MAX: usize = 64;
+/// Keys one citizen may hold at once.
+pub const KEYS_PER_CITIZEN_MAX: usize = 8;
+/// Key events kept per citizen.
+pub const KEY_HISTORY_MAX: usize = 64;
 /// Access records returned by one read of an access log.
 pub const ACCESS_LOG_PAGE_MAX: usize = 500;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{
     Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId,
 };
+use crate::signing::{KeyId, PublicKey};
 
 /// A city operator of the federation and the node it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,12 +51,51 @@ pub struct HomePeriod {
     pub until_unix_ms: u64,
 }
 
+/// One of the keys a citizen signs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CitizenKey {
+    pub public_key: PublicKey,
+    pub added_at_unix_ms: u64,
+}
+
+/// How a citizen's set of keys changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyChange {
+    /// The first key, bound at registration.
+    Registered,
+    /// Added by an operation signed with another of the citizen's keys.
+    Added {
+        signed_by: KeyId,
+    },
+    Removed {
+        signed_by: KeyId,
+    },
+    /// Set by the home city's operator after the citizen lost their keys; every earlier key
+    /// was removed at the same moment.
+    Recovered {
+        by_city: CityId,
+    },
+}
+
+/// A change to a citizen's keys, kept so the citizen can see who changed what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyEvent {
+    pub at_unix_ms: u64,
+    pub key_id: KeyId,
+    pub change: KeyChange,
+}
+
 /// Everything the index knows of one citizen except their access log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Citizen {
     pub citizen_id: CitizenId,
     pub home_city: CityId,
     pub registered_at_unix_ms: u64,
+    /// The keys that may sign the citizen's operations.
+    pub keys: BTreeMap<KeyId, CitizenKey>,
+    /// The sequence number the citizen's next signed operation must carry.
+    pub next_sequence: u64,
+    pub key_history: Vec<KeyEvent>,
     pub identifiers: Vec<Identifier>,
     pub locations: BTreeMap<Category, DataLocation>,
     pub consents: BTreeMap<ConsentId, Consent>,

@@ -2,9 +2,9 @@
 //! and checks both the answer and that refused requests change nothing.
 
 use roamhub_index::{
-    Attribute, CitizenId, CitizenOp, CityId, Command, ConsentGrant, ConsentId, ConsentStatus,
-    Identifier, Index, IndexError, LegalBasis, Member, Purpose, PurposeDeclaration, Query,
-    QueryAnswer, RefusalReason, Request, ResolveArgs, Response, ServiceId,
+    Attribute, CitizenAuth, CitizenId, CitizenOp, CityId, Command, ConsentGrant, ConsentId,
+    ConsentStatus, Identifier, Index, IndexError, LegalBasis, Member, Purpose, PurposeDeclaration,
+    Query, QueryAnswer, RefusalReason, Request, ResolveArgs, Response, ServiceId, signing,
 };
 
 const T0: u64 = 1_700_000_000_000;
@@ -48,19 +48,59 @@ fn member(id: &str, node: u64) -> Command {
     })
 }
 
-fn citizen_op(op: CitizenOp) -> Command {
-    Command::Citizen { citizen_id: alice(), op }
+const ALICE_SECRET: [u8; 32] = [42; 32];
+
+/// Alice's operation, signed with her key as her next one.
+fn citizen_op(index: &Index, op: CitizenOp) -> Command {
+    signed_as(index, alice(), &ALICE_SECRET, op)
 }
 
-fn grant(attributes: &[&str], valid_until_unix_ms: Option<u64>) -> Command {
-    citizen_op(CitizenOp::GrantConsent(ConsentGrant {
+fn next_sequence(index: &Index, citizen_id: &CitizenId) -> u64 {
+    match index.query(&Query::Citizen(citizen_id.clone())) {
+        Ok(QueryAnswer::Citizen(citizen)) => citizen.next_sequence,
+        _ => 1,
+    }
+}
+
+fn signed_as(index: &Index, citizen_id: CitizenId, secret: &[u8; 32], op: CitizenOp) -> Command {
+    let sequence = next_sequence(index, &citizen_id);
+    let message = signing::citizen_op_message(&citizen_id, sequence, &op);
+    let auth = CitizenAuth {
+        key_id: signing::public_key_of(secret).key_id(),
+        sequence,
+        signature: signing::sign(secret, &message),
+    };
+    Command::Citizen { citizen_id, op, auth }
+}
+
+fn register(
+    home_city: &str,
+    identifiers: Vec<Identifier>,
+    citizen_id: CitizenId,
+    secret: &[u8; 32],
+) -> Command {
+    let home_city = city(home_city);
+    let public_key = signing::public_key_of(secret);
+    let message = signing::registration_message(&home_city, &identifiers, &public_key);
+    let proof = signing::sign(secret, &message);
+    Command::RegisterCitizen { citizen_id, home_city, identifiers, public_key, proof }
+}
+
+/// Applies Alice's operation, signed as her next one.
+fn alice_does(index: &mut Index, at: u64, op: CitizenOp) -> Result<Response, IndexError> {
+    let command = citizen_op(index, op);
+    apply(index, at, command)
+}
+
+fn grant(attributes: &[&str], valid_until_unix_ms: Option<u64>) -> CitizenOp {
+    CitizenOp::GrantConsent(ConsentGrant {
         service_id: service(),
         purpose: purpose(),
         attributes: attributes.iter().map(|a| attr(a)).collect(),
         legal_basis: LegalBasis::Consent,
         valid_from_unix_ms: None,
         valid_until_unix_ms,
-    }))
+    })
 }
 
 fn resolve(attributes: &[&str]) -> Command {
@@ -89,18 +129,14 @@ fn seeded() -> Index {
         declarations,
     };
     apply(&mut index, T0, register_service).unwrap();
-    let register = Command::RegisterCitizen {
-        citizen_id: alice(),
-        home_city: city("nl-eindhoven"),
-        identifiers: vec![ident("EHV-1")],
-    };
+    let register = register("nl-eindhoven", vec![ident("EHV-1")], alice(), &ALICE_SECRET);
     apply(&mut index, T0, register).unwrap();
     let pod = CitizenOp::SetLocation {
         category: roamhub_index::Category::parse("category", "mobility").unwrap(),
         uri: "https://pod.example/alice/mobility".to_owned(),
         provider: "Pod Co".to_owned(),
     };
-    apply(&mut index, T0, citizen_op(pod)).unwrap();
+    alice_does(&mut index, T0, pod).unwrap();
     index
 }
 
@@ -122,7 +158,7 @@ fn access_log(index: &Index) -> Vec<roamhub_index::AccessRecord> {
 #[test]
 fn resolution_releases_exactly_the_consented_attributes() {
     let mut index = seeded();
-    apply(&mut index, T0 + 1, grant(&["mobility.trips", "mobility.pass"], None)).unwrap();
+    alice_does(&mut index, T0 + 1, grant(&["mobility.trips", "mobility.pass"], None)).unwrap();
 
     let released = resolution(apply(&mut index, T0 + 2, resolve(&[])).unwrap());
 
@@ -139,7 +175,7 @@ fn resolution_releases_exactly_the_consented_attributes() {
 #[test]
 fn asking_for_more_than_consented_releases_only_the_overlap() {
     let mut index = seeded();
-    apply(&mut index, T0 + 1, grant(&["mobility.trips"], None)).unwrap();
+    alice_does(&mut index, T0 + 1, grant(&["mobility.trips"], None)).unwrap();
 
     let released = resolution(
         apply(&mut index, T0 + 2, resolve(&["mobility.trips", "mobility.home"])).unwrap(),
@@ -155,7 +191,7 @@ fn asking_for_more_than_consented_releases_only_the_overlap() {
 fn withdrawn_and_expired_consents_release_nothing_but_leave_a_record() {
     let mut index = seeded();
     let Response::Consent(consent) =
-        apply(&mut index, T0 + 1, grant(&["mobility.trips"], Some(T0 + 100))).unwrap()
+        alice_does(&mut index, T0 + 1, grant(&["mobility.trips"], Some(T0 + 100))).unwrap()
     else {
         panic!("grant answers the consent");
     };
@@ -164,9 +200,9 @@ fn withdrawn_and_expired_consents_release_nothing_but_leave_a_record() {
     assert_eq!(expired.refused, Some(RefusalReason::ConsentExpired));
     assert_eq!(consent.status_at(T0 + 100), ConsentStatus::Expired);
 
-    apply(&mut index, T0 + 200, grant(&["mobility.trips"], None)).unwrap();
+    alice_does(&mut index, T0 + 200, grant(&["mobility.trips"], None)).unwrap();
     let withdraw = CitizenOp::WithdrawConsent { consent_id: ConsentId(consent.consent_id.0 + 1) };
-    apply(&mut index, T0 + 201, citizen_op(withdraw)).unwrap();
+    alice_does(&mut index, T0 + 201, withdraw).unwrap();
     let withdrawn = resolution(apply(&mut index, T0 + 202, resolve(&[])).unwrap());
     assert!(withdrawn.refused.is_some());
     assert!(withdrawn.pointers.is_empty());
@@ -179,21 +215,19 @@ fn withdrawn_and_expired_consents_release_nothing_but_leave_a_record() {
 #[test]
 fn switching_storage_keeps_history_and_moves_the_pointers() {
     let mut index = seeded();
-    apply(&mut index, T0 + 1, grant(&["mobility.trips"], None)).unwrap();
+    alice_does(&mut index, T0 + 1, grant(&["mobility.trips"], None)).unwrap();
     let switch = CitizenOp::SetLocation {
         category: roamhub_index::Category::parse("category", "mobility").unwrap(),
         uri: "https://new-pod.example/a/m".to_owned(),
         provider: "New Pod".to_owned(),
     };
-    let Response::Location(location) = apply(&mut index, T0 + 5, citizen_op(switch)).unwrap()
-    else {
+    let Response::Location(location) = alice_does(&mut index, T0 + 5, switch).unwrap() else {
         panic!("set location answers the location");
     };
     assert_eq!(location.history.len(), 1);
     assert_eq!(location.history[0].until_unix_ms, Some(T0 + 5));
 
-    apply(&mut index, T0 + 6, citizen_op(CitizenOp::MoveHome { to_city: city("be-gent") }))
-        .unwrap();
+    alice_does(&mut index, T0 + 6, CitizenOp::MoveHome { to_city: city("be-gent") }).unwrap();
     let released = resolution(apply(&mut index, T0 + 7, resolve(&[])).unwrap());
     assert_eq!(released.pointers[0].uri, "https://new-pod.example/a/m/trips");
     assert_eq!(released.home_city, city("be-gent"));
@@ -205,28 +239,23 @@ fn refused_commands_change_nothing() {
     let before = index.clone();
 
     let undeclared = grant(&["mobility.trips", "health.records"], None);
-    let err = apply(&mut index, T0 + 1, undeclared).unwrap_err();
+    let err = alice_does(&mut index, T0 + 1, undeclared).unwrap_err();
     assert!(matches!(err, IndexError::Precondition { .. }), "{err}");
     assert_eq!(err.field(), "attributes");
 
-    let unknown_city = citizen_op(CitizenOp::MoveHome { to_city: city("de-berlin") });
-    assert_eq!(apply(&mut index, T0 + 2, unknown_city).unwrap_err().field(), "to_city");
+    let unknown_city = CitizenOp::MoveHome { to_city: city("de-berlin") };
+    assert_eq!(alice_does(&mut index, T0 + 2, unknown_city).unwrap_err().field(), "to_city");
 
-    let stranger = Command::Citizen {
-        citizen_id: CitizenId::from_random([9; 16]),
-        op: CitizenOp::MoveHome { to_city: city("be-gent") },
-    };
+    let move_home = CitizenOp::MoveHome { to_city: city("be-gent") };
+    let stranger = signed_as(&index, CitizenId::from_random([9; 16]), &ALICE_SECRET, move_home);
     assert!(matches!(apply(&mut index, T0 + 3, stranger), Err(IndexError::NotFound { .. })));
 
-    let taken = Command::RegisterCitizen {
-        citizen_id: CitizenId::from_random([8; 16]),
-        home_city: city("be-gent"),
-        identifiers: vec![ident("EHV-2"), ident("EHV-1")],
-    };
+    let identifiers = vec![ident("EHV-2"), ident("EHV-1")];
+    let taken = register("be-gent", identifiers, CitizenId::from_random([8; 16]), &[5; 32]);
     assert!(matches!(apply(&mut index, T0 + 4, taken), Err(IndexError::AlreadyExists { .. })));
 
     let past = grant(&["mobility.trips"], Some(T0));
-    assert_eq!(apply(&mut index, T0 + 5, past).unwrap_err().field(), "valid_until_unix_ms");
+    assert_eq!(alice_does(&mut index, T0 + 5, past).unwrap_err().field(), "valid_until_unix_ms");
 
     assert_eq!(index, before);
 }
@@ -249,7 +278,7 @@ fn applying_the_same_requests_gives_the_same_bytes() {
     let mut left = seeded();
     let mut right = seeded();
     for index in [&mut left, &mut right] {
-        apply(index, T0 + 1, grant(&["mobility.trips", "mobility.pass"], None)).unwrap();
+        alice_does(index, T0 + 1, grant(&["mobility.trips", "mobility.pass"], None)).unwrap();
         apply(index, T0 + 2, resolve(&["mobility.trips"])).unwrap();
     }
     let left_bytes = postcard::to_stdvec(&left).unwrap();
@@ -257,4 +286,98 @@ fn applying_the_same_requests_gives_the_same_bytes() {
     let decoded: Index = postcard::from_bytes(&left_bytes).unwrap();
     assert_eq!(decoded, left);
     decoded.validate().unwrap();
+}
+
+fn pass_pointer(uri: &str) -> CitizenOp {
+    CitizenOp::SetLocation {
+        category: roamhub_index::Category::parse("category", "pass").unwrap(),
+        uri: uri.to_owned(),
+        provider: "Pod Co".to_owned(),
+    }
+}
+
+#[test]
+fn forged_replayed_and_reordered_operations_are_refused() {
+    let mut index = seeded();
+    let before = index.clone();
+
+    let forged = signed_as(&index, alice(), &[13; 32], pass_pointer("https://evil.example"));
+    let err = apply(&mut index, T0 + 1, forged).unwrap_err();
+    assert!(matches!(err, IndexError::Denied { .. }), "{err}");
+
+    let mut tampered = citizen_op(&index, pass_pointer("https://pod.example/pass"));
+    if let Command::Citizen { op, .. } = &mut tampered {
+        *op = pass_pointer("https://evil.example");
+    }
+    assert_eq!(apply(&mut index, T0 + 2, tampered).unwrap_err().field(), "signature");
+    assert_eq!(index, before, "refused forgeries change nothing");
+
+    let genuine = citizen_op(&index, pass_pointer("https://pod.example/pass"));
+    apply(&mut index, T0 + 3, genuine.clone()).unwrap();
+    let replayed = apply(&mut index, T0 + 4, genuine).unwrap_err();
+    assert_eq!(replayed.field(), "sequence", "{replayed}");
+
+    let mut ahead = citizen_op(&index, pass_pointer("https://pod.example/later"));
+    if let Command::Citizen { citizen_id, op, auth } = &mut ahead {
+        auth.sequence += 1;
+        let message = signing::citizen_op_message(citizen_id, auth.sequence, op);
+        auth.signature = signing::sign(&ALICE_SECRET, &message);
+    }
+    assert_eq!(apply(&mut index, T0 + 5, ahead).unwrap_err().field(), "sequence");
+}
+
+#[test]
+fn a_new_key_signed_by_an_old_one_replaces_it() {
+    let mut index = seeded();
+    let new_secret = [77; 32];
+    let new_key = signing::public_key_of(&new_secret);
+    alice_does(&mut index, T0 + 1, CitizenOp::AddKey { public_key: new_key }).unwrap();
+
+    let old_key_id = signing::public_key_of(&ALICE_SECRET).key_id();
+    let remove_old =
+        signed_as(&index, alice(), &new_secret, CitizenOp::RemoveKey { key_id: old_key_id });
+    apply(&mut index, T0 + 2, remove_old).unwrap();
+
+    let with_old = alice_does(&mut index, T0 + 3, pass_pointer("https://pod.example/p"));
+    assert_eq!(with_old.unwrap_err().field(), "key_id");
+    let with_new = signed_as(&index, alice(), &new_secret, pass_pointer("https://pod.example/p"));
+    apply(&mut index, T0 + 4, with_new).unwrap();
+}
+
+#[test]
+fn only_the_home_city_recovers_a_lost_key_and_the_citizen_sees_it() {
+    let mut index = seeded();
+    let recovered_secret = [91; 32];
+    let recover = |by_city: &str| Command::RecoverKey {
+        citizen_id: alice(),
+        public_key: signing::public_key_of(&recovered_secret),
+        by_city: city(by_city),
+    };
+
+    let err = apply(&mut index, T0 + 1, recover("be-gent")).unwrap_err();
+    assert!(matches!(err, IndexError::Denied { .. }), "{err}");
+    apply(&mut index, T0 + 2, recover("nl-eindhoven")).unwrap();
+
+    let lost = alice_does(&mut index, T0 + 3, pass_pointer("https://pod.example/p"));
+    assert!(lost.is_err(), "the lost key no longer signs");
+    let Ok(QueryAnswer::Citizen(citizen)) = index.query(&Query::Citizen(alice())) else {
+        panic!("alice exists");
+    };
+    let last = citizen.key_history.last().unwrap();
+    assert_eq!(
+        last.change,
+        roamhub_index::model::KeyChange::Recovered { by_city: city("nl-eindhoven") }
+    );
+}
+
+#[test]
+fn a_registration_proves_possession_of_its_key() {
+    let mut index = seeded();
+    let mut claim =
+        register("be-gent", vec![ident("GNT-1")], CitizenId::from_random([3; 16]), &[4; 32]);
+    if let Command::RegisterCitizen { public_key, .. } = &mut claim {
+        *public_key = signing::public_key_of(&[5; 32]);
+    }
+    let err = apply(&mut index, T0 + 1, claim).unwrap_err();
+    assert_eq!(err.field(), "signature", "{err}");
 }

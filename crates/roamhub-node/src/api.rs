@@ -8,8 +8,7 @@
 use std::sync::Arc;
 
 use roamhub_index::{
-    CitizenId, CitizenOp, Command, ConsentGrant, ConsentId, Query, QueryAnswer, ResolveArgs,
-    Response as Applied,
+    CitizenId, CitizenOp, Command, Query, QueryAnswer, ResolveArgs, Response as Applied,
 };
 use roamhub_proto::v1 as pb;
 use roamhub_proto::v1::roamhub_server::{Roamhub, RoamhubServer};
@@ -23,7 +22,7 @@ use crate::config::{
     STREAMS_PER_CONNECTION_MAX, incoming,
 };
 use crate::convert;
-use crate::error::invalid;
+use crate::error::OPERATOR_TOKEN_METADATA_KEY;
 use crate::node::{Node, now_unix_ms};
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -109,13 +108,25 @@ impl Api {
         Ok(self.node.propose(command).await?)
     }
 
-    async fn citizen_op(&self, citizen_id: &str, op: CitizenOp) -> Result<Applied, Status> {
+    /// Proposes a citizen's signed operation; every replica verifies the signature.
+    async fn citizen_op(
+        &self,
+        citizen_id: &str,
+        op: CitizenOp,
+        signature: Option<&pb::CitizenSignature>,
+    ) -> Result<Applied, Status> {
         let citizen_id = convert::citizen_id(citizen_id)?;
-        self.propose(Command::Citizen { citizen_id, op }).await
+        let auth = convert::citizen_auth(signature)?;
+        self.propose(Command::Citizen { citizen_id, op, auth }).await
     }
 
-    async fn citizen_reply(&self, citizen_id: &str, op: CitizenOp) -> Reply<pb::Citizen> {
-        match self.citizen_op(citizen_id, op).await? {
+    async fn citizen_reply(
+        &self,
+        citizen_id: &str,
+        op: CitizenOp,
+        signature: Option<&pb::CitizenSignature>,
+    ) -> Reply<pb::Citizen> {
+        match self.citizen_op(citizen_id, op, signature).await? {
             Applied::Citizen(citizen) => {
                 Ok(Response::new(convert::pb_citizen(&citizen, now_unix_ms())))
             }
@@ -123,12 +134,29 @@ impl Api {
         }
     }
 
-    async fn consent_reply(&self, citizen_id: &str, op: CitizenOp) -> Reply<pb::Consent> {
-        match self.citizen_op(citizen_id, op).await? {
+    async fn consent_reply(
+        &self,
+        citizen_id: &str,
+        op: CitizenOp,
+        signature: Option<&pb::CitizenSignature>,
+    ) -> Reply<pb::Consent> {
+        match self.citizen_op(citizen_id, op, signature).await? {
             Applied::Consent(consent) => {
                 Ok(Response::new(convert::pb_consent(&consent, now_unix_ms())))
             }
             other => Err(unexpected(other)),
+        }
+    }
+
+    /// Operator calls carry the node's operator token; without a configured token they are
+    /// refused outright.
+    fn require_operator<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let presented = request.metadata().get(OPERATOR_TOKEN_METADATA_KEY);
+        let presented = presented.and_then(|value| value.to_str().ok());
+        match (self.node.operator_token(), presented) {
+            (Some(expected), Some(presented)) if expected == presented => Ok(()),
+            (None, _) => Err(Status::permission_denied("this node accepts no operator calls")),
+            _ => Err(Status::unauthenticated("a valid operator token is required")),
         }
     }
 }
@@ -155,8 +183,13 @@ impl Roamhub for Api {
             .map(|identifier| convert::identifier("identifiers", Some(identifier)))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let command =
-            Command::RegisterCitizen { citizen_id: random_citizen_id()?, home_city, identifiers };
+        let command = Command::RegisterCitizen {
+            citizen_id: random_citizen_id()?,
+            home_city,
+            identifiers,
+            public_key: convert::public_key("public_key", &request.public_key)?,
+            proof: request.proof,
+        };
         match self.propose(command).await? {
             Applied::CitizenRegistered(citizen_id) => {
                 Ok(Response::new(pb::RegisterCitizenResponse {
@@ -173,15 +206,46 @@ impl Roamhub for Api {
         request: Request<pb::AddIdentifierRequest>,
     ) -> Reply<pb::Citizen> {
         let request = request.into_inner();
-        let identifier = convert::identifier("identifier", request.identifier.as_ref())?;
-        self.citizen_reply(&request.citizen_id, CitizenOp::AddIdentifier(identifier)).await
+        let op = convert::add_identifier_op(&request)?;
+        self.citizen_reply(&request.citizen_id, op, request.signature.as_ref()).await
     }
 
     #[instrument(skip_all, fields(rpc = "move_home"))]
     async fn move_home(&self, request: Request<pb::MoveHomeRequest>) -> Reply<pb::Citizen> {
         let request = request.into_inner();
-        let to_city = convert::city_id("to_city", &request.to_city)?;
-        self.citizen_reply(&request.citizen_id, CitizenOp::MoveHome { to_city }).await
+        let op = convert::move_home_op(&request)?;
+        self.citizen_reply(&request.citizen_id, op, request.signature.as_ref()).await
+    }
+
+    #[instrument(skip_all, fields(rpc = "add_key"))]
+    async fn add_key(&self, request: Request<pb::AddKeyRequest>) -> Reply<pb::Citizen> {
+        let request = request.into_inner();
+        let op = convert::add_key_op(&request)?;
+        self.citizen_reply(&request.citizen_id, op, request.signature.as_ref()).await
+    }
+
+    #[instrument(skip_all, fields(rpc = "remove_key"))]
+    async fn remove_key(&self, request: Request<pb::RemoveKeyRequest>) -> Reply<pb::Citizen> {
+        let request = request.into_inner();
+        let op = convert::remove_key_op(&request)?;
+        self.citizen_reply(&request.citizen_id, op, request.signature.as_ref()).await
+    }
+
+    #[instrument(skip_all, fields(rpc = "recover_key"))]
+    async fn recover_key(&self, request: Request<pb::RecoverKeyRequest>) -> Reply<pb::Citizen> {
+        self.require_operator(&request)?;
+        let request = request.into_inner();
+        let command = Command::RecoverKey {
+            citizen_id: convert::citizen_id(&request.citizen_id)?,
+            public_key: convert::public_key("public_key", &request.public_key)?,
+            by_city: self.node.city_id().clone(),
+        };
+        match self.propose(command).await? {
+            Applied::Citizen(citizen) => {
+                Ok(Response::new(convert::pb_citizen(&citizen, now_unix_ms())))
+            }
+            other => Err(unexpected(other)),
+        }
     }
 
     #[instrument(skip_all, fields(rpc = "get_citizen"))]
@@ -201,10 +265,8 @@ impl Roamhub for Api {
         request: Request<pb::SetLocationRequest>,
     ) -> Reply<pb::DataLocation> {
         let request = request.into_inner();
-        let category =
-            roamhub_index::Category::parse("category", &request.category).map_err(invalid)?;
-        let op = CitizenOp::SetLocation { category, uri: request.uri, provider: request.provider };
-        match self.citizen_op(&request.citizen_id, op).await? {
+        let op = convert::set_location_op(&request)?;
+        match self.citizen_op(&request.citizen_id, op, request.signature.as_ref()).await? {
             Applied::Location(location) => Ok(Response::new(convert::pb_location(&location))),
             other => Err(unexpected(other)),
         }
@@ -243,15 +305,8 @@ impl Roamhub for Api {
     #[instrument(skip_all, fields(rpc = "grant_consent"))]
     async fn grant_consent(&self, request: Request<pb::GrantConsentRequest>) -> Reply<pb::Consent> {
         let request = request.into_inner();
-        let grant = ConsentGrant {
-            service_id: convert::service_id(&request.service_id)?,
-            purpose: convert::purpose("purpose", &request.purpose)?,
-            attributes: convert::attributes("attributes", &request.attributes)?,
-            legal_basis: convert::legal_basis(request.legal_basis)?,
-            valid_from_unix_ms: convert::optional_time(request.valid_from_unix_ms),
-            valid_until_unix_ms: convert::optional_time(request.valid_until_unix_ms),
-        };
-        self.consent_reply(&request.citizen_id, CitizenOp::GrantConsent(grant)).await
+        let op = convert::grant_consent_op(&request)?;
+        self.consent_reply(&request.citizen_id, op, request.signature.as_ref()).await
     }
 
     #[instrument(skip_all, fields(rpc = "withdraw_consent"))]
@@ -260,8 +315,8 @@ impl Roamhub for Api {
         request: Request<pb::WithdrawConsentRequest>,
     ) -> Reply<pb::Consent> {
         let request = request.into_inner();
-        let consent_id = ConsentId::parse("consent_id", &request.consent_id).map_err(invalid)?;
-        self.consent_reply(&request.citizen_id, CitizenOp::WithdrawConsent { consent_id }).await
+        let op = convert::withdraw_consent_op(&request)?;
+        self.consent_reply(&request.citizen_id, op, request.signature.as_ref()).await
     }
 
     #[instrument(skip_all, fields(rpc = "resolve"))]

@@ -102,6 +102,9 @@ pub struct NodeConfig {
     /// node's storage holds a federation.
     pub bootstrap: Vec<BootstrapMember>,
     pub timing: RaftTiming,
+    /// The secret that operator calls (key recovery) must carry; `None` refuses them all.
+    // TODO: replace with operator certificates once the API uses mutual TLS.
+    pub operator_token: Option<String>,
 }
 
 impl NodeConfig {

@@ -38,6 +38,66 @@ pub fn purpose(field: &str, value: &str) -> Result<index::Purpose, Status> {
     index::Purpose::parse(field, value).map_err(invalid)
 }
 
+pub fn public_key(field: &str, bytes: &[u8]) -> Result<index::PublicKey, Status> {
+    index::PublicKey::parse(field, bytes).map_err(invalid)
+}
+
+/// The citizen's signature of a request; a citizen operation without one is refused.
+pub fn citizen_auth(value: Option<&pb::CitizenSignature>) -> Result<index::CitizenAuth, Status> {
+    let value = value.ok_or_else(|| {
+        invalid(index::IndexError::invalid("signature", "citizen operations must be signed"))
+    })?;
+    Ok(index::CitizenAuth {
+        key_id: index::KeyId::parse("signature.key_id", &value.key_id).map_err(invalid)?,
+        sequence: value.sequence,
+        signature: value.signature.clone(),
+    })
+}
+
+// The citizen operation each request asks for. Clients build the same operation from the
+// same request to sign it, so these are the single definition of what is signed.
+
+pub fn add_identifier_op(request: &pb::AddIdentifierRequest) -> Result<index::CitizenOp, Status> {
+    Ok(index::CitizenOp::AddIdentifier(identifier("identifier", request.identifier.as_ref())?))
+}
+
+pub fn move_home_op(request: &pb::MoveHomeRequest) -> Result<index::CitizenOp, Status> {
+    Ok(index::CitizenOp::MoveHome { to_city: city_id("to_city", &request.to_city)? })
+}
+
+pub fn set_location_op(request: &pb::SetLocationRequest) -> Result<index::CitizenOp, Status> {
+    let category = index::Category::parse("category", &request.category).map_err(invalid)?;
+    let (uri, provider) = (request.uri.clone(), request.provider.clone());
+    Ok(index::CitizenOp::SetLocation { category, uri, provider })
+}
+
+pub fn grant_consent_op(request: &pb::GrantConsentRequest) -> Result<index::CitizenOp, Status> {
+    Ok(index::CitizenOp::GrantConsent(index::ConsentGrant {
+        service_id: service_id(&request.service_id)?,
+        purpose: purpose("purpose", &request.purpose)?,
+        attributes: attributes("attributes", &request.attributes)?,
+        legal_basis: legal_basis(request.legal_basis)?,
+        valid_from_unix_ms: optional_time(request.valid_from_unix_ms),
+        valid_until_unix_ms: optional_time(request.valid_until_unix_ms),
+    }))
+}
+
+pub fn withdraw_consent_op(
+    request: &pb::WithdrawConsentRequest,
+) -> Result<index::CitizenOp, Status> {
+    let consent_id = index::ConsentId::parse("consent_id", &request.consent_id).map_err(invalid)?;
+    Ok(index::CitizenOp::WithdrawConsent { consent_id })
+}
+
+pub fn add_key_op(request: &pb::AddKeyRequest) -> Result<index::CitizenOp, Status> {
+    Ok(index::CitizenOp::AddKey { public_key: public_key("public_key", &request.public_key)? })
+}
+
+pub fn remove_key_op(request: &pb::RemoveKeyRequest) -> Result<index::CitizenOp, Status> {
+    let key_id = index::KeyId::parse("key_id", &request.key_id).map_err(invalid)?;
+    Ok(index::CitizenOp::RemoveKey { key_id })
+}
+
 /// Zero stands for "not set" in the API's times.
 pub fn optional_time(value: u64) -> Option<u64> {
     (value != 0).then_some(value)
@@ -128,8 +188,35 @@ pub fn pb_consent(value: &index::Consent, now_unix_ms: u64) -> pb::Consent {
     }
 }
 
+fn pb_key_event(value: &index::model::KeyEvent) -> pb::KeyEvent {
+    use index::model::KeyChange;
+    let (change, by) = match &value.change {
+        KeyChange::Registered => ("registered", String::new()),
+        KeyChange::Added { signed_by } => ("added", signed_by.to_string()),
+        KeyChange::Removed { signed_by } => ("removed", signed_by.to_string()),
+        KeyChange::Recovered { by_city } => ("recovered", by_city.to_string()),
+    };
+    pb::KeyEvent {
+        at_unix_ms: value.at_unix_ms,
+        key_id: value.key_id.to_string(),
+        change: change.to_owned(),
+        by,
+    }
+}
+
 pub fn pb_citizen(value: &index::Citizen, now_unix_ms: u64) -> pb::Citizen {
     pb::Citizen {
+        next_sequence: value.next_sequence,
+        keys: value
+            .keys
+            .iter()
+            .map(|(key_id, key)| pb::CitizenKey {
+                key_id: key_id.to_string(),
+                public_key: key.public_key.as_bytes().to_vec(),
+                added_at_unix_ms: key.added_at_unix_ms,
+            })
+            .collect(),
+        key_history: value.key_history.iter().map(pb_key_event).collect(),
         citizen_id: value.citizen_id.to_string(),
         home_city: value.home_city.to_string(),
         registered_at_unix_ms: value.registered_at_unix_ms,

@@ -9,6 +9,8 @@ use tonic::{Code, Status};
 
 /// Metadata key naming the request field a refusal is about.
 pub const FIELD_METADATA_KEY: &str = "roamhub-field";
+/// Metadata key carrying a node's operator token on operator calls.
+pub const OPERATOR_TOKEN_METADATA_KEY: &str = "roamhub-operator-token";
 
 /// Why a write or read could not be answered by the federation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -51,6 +53,7 @@ fn refusal_status(refusal: &IndexError) -> Status {
         IndexError::NotFound { .. } => Code::NotFound,
         IndexError::AlreadyExists { .. } => Code::AlreadyExists,
         IndexError::Precondition { .. } => Code::FailedPrecondition,
+        IndexError::Denied { .. } => Code::PermissionDenied,
     };
     with_field(Status::new(code, refusal.to_string()), refusal.field())
 }

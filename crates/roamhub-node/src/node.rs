@@ -197,6 +197,11 @@ impl Node {
         &self.city_id
     }
 
+    /// The secret operator calls must present, when the node accepts any.
+    pub fn operator_token(&self) -> Option<&str> {
+        self.config.operator_token.as_deref()
+    }
+
     pub fn raft(&self) -> &Raft {
         &self.raft
     }

@@ -1,6 +1,6 @@
 //! Durable storage of a roamhub node: the Raft log, the vote and the index state machine.
 //!
-//! - [`db`]: the storage seam, the only module that names sled;
+//! - [`db`]: the storage seam, the only module that names sled, and its compaction;
 //! - [`codec`]: how values are encoded on disk, each led by a format version;
 //! - [`types`]: the openraft type configuration shared by every node;
 //! - [`log_store`]: the Raft log and vote, acknowledged only once fsynced;
@@ -15,7 +15,7 @@ pub mod log_store;
 pub mod state_machine;
 pub mod types;
 
-pub use db::Db;
+pub use db::{CompactionReport, Db};
 pub use log_store::LogStore;
 pub use state_machine::{IndexReader, OpenError, StateMachine};
 pub use types::{CommandOutcome, NodeAddress, TypeConfig};

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use roamhub::client::Client;
+use roamhub::keystore::{CitizenKey, CitizenRequest};
 use roamhub::local::{City, LocalFederation};
 use roamhub_proto::v1 as pb;
 
@@ -56,7 +57,7 @@ async fn run() -> anyhow::Result<()> {
     let leader = federation.leader().await.expect("a leader");
     let follower = (leader + 1) % 3;
 
-    let citizen_ids = seed(&mut federation.client(leader).await?).await?;
+    let mut citizens = seed(&mut federation.client(leader).await?).await?;
     println!(
         "roamhub federation bench: 3 nodes on loopback, {clients} clients, {seconds} s per phase"
     );
@@ -71,7 +72,7 @@ async fn run() -> anyhow::Result<()> {
     let mut results = Vec::new();
     for (name, position, operation) in phases {
         let addr = federation.nodes[position].api_addr.clone();
-        results.push(measure(name, &addr, operation, &citizen_ids, clients, duration).await?);
+        results.push(measure(name, &addr, operation, &mut citizens, clients, duration).await?);
     }
 
     print_table(&results);
@@ -79,8 +80,15 @@ async fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A seeded citizen: id, signing key, and the sequence number of their next operation.
+struct BenchCitizen {
+    id: String,
+    key: CitizenKey,
+    next_sequence: u64,
+}
+
 /// Registers a service and `CITIZENS` citizens, each with a mobility pod and a consent.
-async fn seed(client: &mut Client) -> anyhow::Result<Vec<String>> {
+async fn seed(client: &mut Client) -> anyhow::Result<Vec<BenchCitizen>> {
     let declaration = pb::PurposeDeclaration {
         purpose: "trip-planning".to_owned(),
         attributes: vec!["mobility.trips".to_owned(), "mobility.pass".to_owned()],
@@ -92,27 +100,27 @@ async fn seed(client: &mut Client) -> anyhow::Result<Vec<String>> {
     };
     client.register_service(service).await?;
 
-    let mut citizen_ids = Vec::new();
+    let mut citizens = Vec::new();
     for n in 0..CITIZENS {
         let identifier =
             pb::Identifier { scheme: "city-account".to_owned(), value: format!("B-{n}") };
-        let register = pb::RegisterCitizenRequest {
-            home_city: "nl-eindhoven".to_owned(),
-            identifiers: vec![identifier],
-        };
-        let citizen_id = client.register_citizen(register).await?.into_inner().citizen_id;
-        client.set_location(location(&citizen_id, 0)).await?;
+        let key = CitizenKey::generate()?;
+        let register = key.registration("nl-eindhoven", vec![identifier])?;
+        let id = client.register_citizen(register).await?.into_inner().citizen_id;
+        let pod = key.signed(client, location(&id, 0)).await?;
+        client.set_location(pod).await?;
         let grant = pb::GrantConsentRequest {
-            citizen_id: citizen_id.clone(),
+            citizen_id: id.clone(),
             service_id: "ride.share".to_owned(),
             purpose: "trip-planning".to_owned(),
             attributes: vec!["mobility.trips".to_owned(), "mobility.pass".to_owned()],
             ..Default::default()
         };
+        let grant = key.signed(client, grant).await?;
         client.grant_consent(grant).await?;
-        citizen_ids.push(citizen_id);
+        citizens.push(BenchCitizen { id, key, next_sequence: 3 });
     }
-    Ok(citizen_ids)
+    Ok(citizens)
 }
 
 fn location(citizen_id: &str, version: usize) -> pb::SetLocationRequest {
@@ -121,45 +129,57 @@ fn location(citizen_id: &str, version: usize) -> pb::SetLocationRequest {
         category: "mobility".to_owned(),
         uri: format!("https://pods.example/{version}/mobility"),
         provider: "Example Pods".to_owned(),
+        signature: None,
     }
 }
 
-/// Runs `clients` concurrent clients, each on its own connection, for `duration`.
+/// Runs `clients` concurrent clients, each on its own connection, for `duration`. Each
+/// client owns the citizens whose position modulo `clients` is its own, so that no two
+/// clients race for one citizen's sequence numbers.
 async fn measure(
     name: &'static str,
     addr: &str,
     operation: Operation,
-    citizen_ids: &[String],
+    citizens: &mut Vec<BenchCitizen>,
     clients: usize,
     duration: Duration,
 ) -> anyhow::Result<Phase> {
     let started = Instant::now();
     let deadline = started + duration;
+    let mut owned: Vec<Vec<(usize, BenchCitizen)>> = (0..clients).map(|_| Vec::new()).collect();
+    for (position, citizen) in citizens.drain(..).enumerate() {
+        owned[position % clients].push((position, citizen));
+    }
+
     let mut tasks = Vec::new();
-    for worker in 0..clients {
+    for mut mine in owned {
         let mut client = roamhub::client::connect(addr).await?;
-        let citizen_ids = citizen_ids.to_vec();
         tasks.push(tokio::spawn(async move {
-            let (mut latencies, mut failures, mut n) = (Vec::new(), 0, worker);
-            while Instant::now() < deadline {
-                let citizen = n % citizen_ids.len();
+            let (mut latencies, mut failures, mut round) = (Vec::new(), 0, 0);
+            while Instant::now() < deadline && !mine.is_empty() {
+                let count = mine.len();
+                let (position, citizen) = &mut mine[round % count];
                 let begun = Instant::now();
-                let ok = call(&mut client, operation, &citizen_ids[citizen], citizen, n).await;
+                let ok = call(&mut client, operation, citizen, *position, round).await;
                 latencies.push(begun.elapsed());
                 failures += usize::from(!ok);
-                n += clients;
+                round += 1;
             }
-            (latencies, failures)
+            (latencies, failures, mine)
         }));
     }
 
     let mut phase = Phase { name, operations: 0, failures: 0, seconds: 0.0, latencies: Vec::new() };
+    let mut returned = Vec::new();
     for task in tasks {
-        let (latencies, failures) = task.await?;
+        let (latencies, failures, mine) = task.await?;
         phase.operations += latencies.len();
         phase.failures += failures;
         phase.latencies.extend(latencies);
+        returned.extend(mine);
     }
+    returned.sort_by_key(|(position, _)| *position);
+    citizens.extend(returned.into_iter().map(|(_, citizen)| citizen));
     phase.seconds = started.elapsed().as_secs_f64();
     phase.latencies.sort();
     Ok(phase)
@@ -168,18 +188,29 @@ async fn measure(
 async fn call(
     client: &mut Client,
     operation: Operation,
-    citizen_id: &str,
-    citizen: usize,
-    n: usize,
+    citizen: &mut BenchCitizen,
+    position: usize,
+    round: usize,
 ) -> bool {
     match operation {
-        Operation::SetLocation => client.set_location(location(citizen_id, n + 1)).await.is_ok(),
+        Operation::SetLocation => {
+            let request = location(&citizen.id, round + 1);
+            let Ok(op) = request.op() else { return false };
+            let Ok(signature) = citizen.key.sign_as(&citizen.id, citizen.next_sequence, &op) else {
+                return false;
+            };
+            let signed = pb::SetLocationRequest { signature: Some(signature), ..request };
+            let ok = client.set_location(signed).await.is_ok();
+            citizen.next_sequence += u64::from(ok);
+            ok
+        }
         Operation::Resolve => {
+            let identifier = pb::Identifier {
+                scheme: "city-account".to_owned(),
+                value: format!("B-{position}"),
+            };
             let request = pb::ResolveRequest {
-                identifier: Some(pb::Identifier {
-                    scheme: "city-account".to_owned(),
-                    value: format!("B-{citizen}"),
-                }),
+                identifier: Some(identifier),
                 service_id: "ride.share".to_owned(),
                 purpose: "trip-planning".to_owned(),
                 attributes: Vec::new(),
@@ -187,7 +218,7 @@ async fn call(
             client.resolve(request).await.is_ok()
         }
         Operation::ReadCitizen => {
-            let request = pb::GetCitizenRequest { citizen_id: citizen_id.to_owned() };
+            let request = pb::GetCitizenRequest { citizen_id: citizen.id.clone() };
             client.get_citizen(request).await.is_ok()
         }
     }

@@ -26,6 +26,9 @@ pub struct ClientOptions {
     /// Print answers as JSON, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Folder of citizens' signing keys; default $ROAMHUB_HOME/keys, else ~/.roamhub/keys.
+    #[arg(long, global = true, env = "ROAMHUB_KEYSTORE")]
+    pub keystore: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +75,9 @@ pub struct ServeArgs {
     pub election_timeout_min_ms: Option<u64>,
     #[arg(long, env = "ROAMHUB_ELECTION_TIMEOUT_MAX_MS")]
     pub election_timeout_max_ms: Option<u64>,
+    /// Secret that operator calls (key recovery) must present; none accepted when unset.
+    #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN")]
+    pub operator_token: Option<String>,
     /// Build a snapshot after this many applied entries.
     #[arg(long, env = "ROAMHUB_SNAPSHOT_EVERY_ENTRIES")]
     pub snapshot_every_entries: Option<u64>,
@@ -137,6 +143,18 @@ pub enum CitizenCommand {
         citizen_id: String,
         #[arg(long)]
         to_city: String,
+    },
+    /// Replace the citizen's key in the keystore by a new one: the new key is added, signed
+    /// by the old, then the old is removed, signed by the new.
+    RotateKey { citizen_id: String },
+    /// Remove one of the citizen's keys (e.g. of a lost device).
+    RemoveKey { citizen_id: String, key_id: String },
+    /// Operator: give a citizen who lost every key a new one, kept in this keystore.
+    RecoverKey {
+        citizen_id: String,
+        /// The node's operator token.
+        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN")]
+        operator_token: String,
     },
 }
 

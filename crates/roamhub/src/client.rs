@@ -9,10 +9,13 @@ use roamhub_proto::v1::roamhub_client::RoamhubClient;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use roamhub_node::error::OPERATOR_TOKEN_METADATA_KEY;
+
 use crate::cli::{
     AccessLogArgs, CitizenCommand, ClientCommand, ClientOptions, ConsentCommand, FederationCommand,
     LocationCommand, ResolveArgs, ServiceCommand,
 };
+use crate::keystore::{CitizenKey, CitizenRequest, Keystore};
 
 /// How long the client waits to connect, and for an answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -34,17 +37,35 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow!("{:?}: {}", status.code(), status.message())
 }
 
+/// What the client subcommands share: the connection, the output mode and the keystore.
+struct Session {
+    client: Client,
+    json: bool,
+    keystore: Keystore,
+}
+
+impl Session {
+    /// Signs a request with the citizen's key from the keystore, as their next operation.
+    async fn signed<R: CitizenRequest>(&mut self, request: R) -> anyhow::Result<R> {
+        let key = self.keystore.load(request.citizen_id())?;
+        key.signed(&mut self.client, request).await
+    }
+}
+
 pub async fn run(options: ClientOptions, command: ClientCommand) -> anyhow::Result<()> {
-    let mut client = connect(&options.node).await?;
+    let client = connect(&options.node).await?;
+    let keystore = Keystore::open(options.keystore.as_deref())?;
+    let mut session = Session { client, json: options.json, keystore };
     let json = options.json;
+    let client = &mut session.client;
     match command {
-        ClientCommand::Citizen(command) => citizen(&mut client, json, command).await,
-        ClientCommand::Location(command) => location(&mut client, json, command).await,
-        ClientCommand::Consent(command) => consent(&mut client, json, command).await,
-        ClientCommand::Service(command) => service(&mut client, json, command).await,
-        ClientCommand::Resolve(args) => resolve(&mut client, json, args).await,
-        ClientCommand::AccessLog(args) => access_log(&mut client, json, args).await,
-        ClientCommand::Federation(command) => federation(&mut client, json, command).await,
+        ClientCommand::Citizen(command) => citizen(&mut session, command).await,
+        ClientCommand::Location(command) => location(&mut session, command).await,
+        ClientCommand::Consent(command) => consent(&mut session, command).await,
+        ClientCommand::Service(command) => service(client, json, command).await,
+        ClientCommand::Resolve(args) => resolve(client, json, args).await,
+        ClientCommand::AccessLog(args) => access_log(client, json, args).await,
+        ClientCommand::Federation(command) => federation(client, json, command).await,
     }
 }
 
@@ -86,50 +107,127 @@ async fn get_citizen(client: &mut Client, citizen_id: String) -> anyhow::Result<
     Ok(client.get_citizen(request).await.map_err(status_error)?.into_inner())
 }
 
-async fn citizen(client: &mut Client, json: bool, command: CitizenCommand) -> anyhow::Result<()> {
+async fn citizen(session: &mut Session, command: CitizenCommand) -> anyhow::Result<()> {
+    let json = session.json;
     match command {
         CitizenCommand::Register { home_city, identifiers } => {
             let identifiers = identifiers
                 .iter()
                 .map(|spec| parse_identifier(spec))
                 .collect::<anyhow::Result<_>>()?;
-            let request = pb::RegisterCitizenRequest { home_city, identifiers };
-            let reply = client.register_citizen(request).await.map_err(status_error)?.into_inner();
+            let key = CitizenKey::generate()?;
+            let request = key.registration(&home_city, identifiers)?;
+            let reply = session.client.register_citizen(request).await.map_err(status_error)?;
+            let reply = reply.into_inner();
+            let path = session.keystore.save(&reply.citizen_id, &key)?;
+            eprintln!("key {} kept in {}", key.public_key().key_id(), path.display());
             emit(json, &reply, |r| println!("{}", r.citizen_id))
         }
         CitizenCommand::Show { citizen_id } => {
-            let citizen = get_citizen(client, citizen_id).await?;
+            let citizen = get_citizen(&mut session.client, citizen_id).await?;
             emit(json, &citizen, print_citizen)
         }
         CitizenCommand::AddIdentifier { citizen_id, identifier } => {
             let identifier = Some(parse_identifier(&identifier)?);
-            let request = pb::AddIdentifierRequest { citizen_id, identifier };
-            let citizen = client.add_identifier(request).await.map_err(status_error)?.into_inner();
-            emit(json, &citizen, print_citizen)
+            let request = session
+                .signed(pb::AddIdentifierRequest { citizen_id, identifier, signature: None })
+                .await?;
+            let citizen = session.client.add_identifier(request).await.map_err(status_error)?;
+            emit(json, &citizen.into_inner(), print_citizen)
         }
         CitizenCommand::Move { citizen_id, to_city } => {
-            let request = pb::MoveHomeRequest { citizen_id, to_city };
-            let citizen = client.move_home(request).await.map_err(status_error)?.into_inner();
+            let request = session
+                .signed(pb::MoveHomeRequest { citizen_id, to_city, signature: None })
+                .await?;
+            let citizen = session.client.move_home(request).await.map_err(status_error)?;
+            emit(json, &citizen.into_inner(), print_citizen)
+        }
+        CitizenCommand::RotateKey { citizen_id } => {
+            let citizen = rotate_key(session, &citizen_id).await?;
+            emit(json, &citizen, print_citizen)
+        }
+        CitizenCommand::RemoveKey { citizen_id, key_id } => {
+            let citizen = remove_key(session, &citizen_id, key_id).await?;
+            emit(json, &citizen, print_citizen)
+        }
+        CitizenCommand::RecoverKey { citizen_id, operator_token } => {
+            let citizen = recover_key(session, &citizen_id, &operator_token).await?;
             emit(json, &citizen, print_citizen)
         }
     }
 }
 
-async fn location(client: &mut Client, json: bool, command: LocationCommand) -> anyhow::Result<()> {
+async fn remove_key(
+    session: &mut Session,
+    citizen_id: &str,
+    key_id: String,
+) -> anyhow::Result<pb::Citizen> {
+    let request = session
+        .signed(pb::RemoveKeyRequest { citizen_id: citizen_id.to_owned(), key_id, signature: None })
+        .await?;
+    Ok(session.client.remove_key(request).await.map_err(status_error)?.into_inner())
+}
+
+/// Adds a fresh key signed by the stored one, keeps the fresh one, then removes the old key
+/// signed by the fresh one.
+async fn rotate_key(session: &mut Session, citizen_id: &str) -> anyhow::Result<pb::Citizen> {
+    let old_key_id = session.keystore.load(citizen_id)?.public_key().key_id().to_string();
+    let new_key = CitizenKey::generate()?;
+    let request = session
+        .signed(pb::AddKeyRequest {
+            citizen_id: citizen_id.to_owned(),
+            public_key: new_key.public_key().as_bytes().to_vec(),
+            signature: None,
+        })
+        .await?;
+    session.client.add_key(request).await.map_err(status_error)?;
+
+    session.keystore.save(citizen_id, &new_key)?;
+    remove_key(session, citizen_id, old_key_id).await
+}
+
+async fn recover_key(
+    session: &mut Session,
+    citizen_id: &str,
+    operator_token: &str,
+) -> anyhow::Result<pb::Citizen> {
+    let new_key = CitizenKey::generate()?;
+    let mut request = tonic::Request::new(pb::RecoverKeyRequest {
+        citizen_id: citizen_id.to_owned(),
+        public_key: new_key.public_key().as_bytes().to_vec(),
+    });
+    let token = operator_token.parse().context("the operator token is not valid metadata")?;
+    request.metadata_mut().insert(OPERATOR_TOKEN_METADATA_KEY, token);
+    let citizen = session.client.recover_key(request).await.map_err(status_error)?.into_inner();
+    session.keystore.save(citizen_id, &new_key)?;
+    Ok(citizen)
+}
+
+async fn location(session: &mut Session, command: LocationCommand) -> anyhow::Result<()> {
+    let json = session.json;
     match command {
         LocationCommand::Set { citizen_id, category, uri, provider } => {
-            let request = pb::SetLocationRequest { citizen_id, category, uri, provider };
-            let location = client.set_location(request).await.map_err(status_error)?.into_inner();
-            emit(json, &location, print_location)
+            let request = session
+                .signed(pb::SetLocationRequest {
+                    citizen_id,
+                    category,
+                    uri,
+                    provider,
+                    signature: None,
+                })
+                .await?;
+            let location = session.client.set_location(request).await.map_err(status_error)?;
+            emit(json, &location.into_inner(), print_location)
         }
         LocationCommand::List { citizen_id } => {
-            let locations = get_citizen(client, citizen_id).await?.locations;
+            let locations = get_citizen(&mut session.client, citizen_id).await?.locations;
             emit(json, &locations, |all| all.iter().for_each(print_location))
         }
     }
 }
 
-async fn consent(client: &mut Client, json: bool, command: ConsentCommand) -> anyhow::Result<()> {
+async fn consent(session: &mut Session, command: ConsentCommand) -> anyhow::Result<()> {
+    let json = session.json;
     match command {
         ConsentCommand::Grant {
             citizen_id,
@@ -139,26 +237,30 @@ async fn consent(client: &mut Client, json: bool, command: ConsentCommand) -> an
             legal_basis,
             valid_until_ms,
         } => {
-            let request = pb::GrantConsentRequest {
-                citizen_id,
-                service_id: service,
-                purpose,
-                attributes,
-                legal_basis: parse_legal_basis(&legal_basis)?.into(),
-                valid_from_unix_ms: 0,
-                valid_until_unix_ms: valid_until_ms.unwrap_or_default(),
-            };
-            let consent = client.grant_consent(request).await.map_err(status_error)?.into_inner();
-            emit(json, &consent, print_consent)
+            let request = session
+                .signed(pb::GrantConsentRequest {
+                    citizen_id,
+                    service_id: service,
+                    purpose,
+                    attributes,
+                    legal_basis: parse_legal_basis(&legal_basis)?.into(),
+                    valid_from_unix_ms: 0,
+                    valid_until_unix_ms: valid_until_ms.unwrap_or_default(),
+                    signature: None,
+                })
+                .await?;
+            let consent = session.client.grant_consent(request).await.map_err(status_error)?;
+            emit(json, &consent.into_inner(), print_consent)
         }
         ConsentCommand::Withdraw { citizen_id, consent_id } => {
-            let request = pb::WithdrawConsentRequest { citizen_id, consent_id };
-            let consent =
-                client.withdraw_consent(request).await.map_err(status_error)?.into_inner();
-            emit(json, &consent, print_consent)
+            let request = session
+                .signed(pb::WithdrawConsentRequest { citizen_id, consent_id, signature: None })
+                .await?;
+            let consent = session.client.withdraw_consent(request).await.map_err(status_error)?;
+            emit(json, &consent.into_inner(), print_consent)
         }
         ConsentCommand::List { citizen_id } => {
-            let consents = get_citizen(client, citizen_id).await?.consents;
+            let consents = get_citizen(&mut session.client, citizen_id).await?.consents;
             emit(json, &consents, |all| all.iter().for_each(print_consent))
         }
     }
@@ -247,6 +349,18 @@ pub fn print_citizen(citizen: &pb::Citizen) {
     let identifiers: Vec<String> =
         citizen.identifiers.iter().map(|i| format!("{}={}", i.scheme, i.value)).collect();
     println!("  identifiers: {}", identifiers.join(", "));
+    let keys: Vec<&str> = citizen.keys.iter().map(|k| k.key_id.as_str()).collect();
+    println!("  keys:        {} (next operation: {})", keys.join(", "), citizen.next_sequence);
+    for event in &citizen.key_history {
+        let by = if event.by.is_empty() { String::new() } else { format!(" by {}", event.by) };
+        println!(
+            "  key {} {}{} at {}",
+            event.key_id,
+            event.change,
+            by,
+            format_time(event.at_unix_ms)
+        );
+    }
     citizen.locations.iter().for_each(print_location);
     citizen.consents.iter().for_each(print_consent);
 }

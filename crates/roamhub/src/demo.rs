@@ -11,7 +11,8 @@ use anyhow::{Context, bail, ensure};
 use roamhub_proto::v1 as pb;
 
 use crate::cli::DemoArgs;
-use crate::client::{Client, format_time, print_access_record, print_member, status_error};
+use crate::client::{Client, print_access_record, print_member, status_error};
+use crate::keystore::CitizenKey;
 use crate::local::{City, LocalFederation};
 
 const CITIES: [City; 3] = [
@@ -113,21 +114,21 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         "{SERVICE} declares {PURPOSE}: mobility.trips, mobility.pass, mobility.home-station"
     ));
 
-    step(3, "Alice registers in Eindhoven and points her mobility data to her pod.");
-    let register = pb::RegisterCitizenRequest {
-        home_city: CITIES[EINDHOVEN].city_id.to_owned(),
-        identifiers: vec![alice_identifier()],
-    };
+    step(
+        3,
+        "Alice registers in Eindhoven with a key only her phone holds, and points her mobility data to her pod.",
+    );
+    let alice = CitizenKey::generate()?;
+    let register = alice.registration(CITIES[EINDHOVEN].city_id, vec![alice_identifier()])?;
     let citizen_id =
         eindhoven.register_citizen(register).await.map_err(status_error)?.into_inner().citizen_id;
     said(format!("her federation id is {citizen_id} (random, not her city account)"));
-    let pod = set_location(
-        &mut eindhoven,
-        &citizen_id,
-        "https://pods.example/alice/mobility",
-        "Example Pods",
-    )
-    .await?;
+    said(format!(
+        "her key is {}; every change she makes carries its signature",
+        alice.public_key().key_id()
+    ));
+    let pod = "https://pods.example/alice/mobility";
+    set_location(&mut eindhoven, &alice, &citizen_id, pod, "Example Pods").await?;
     said(format!("mobility -> {pod}"));
 
     step(4, "She consents: ride.share may use two attributes, for trip planning only.");
@@ -139,11 +140,23 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         legal_basis: pb::LegalBasis::Consent.into(),
         valid_from_unix_ms: 0,
         valid_until_unix_ms: 0,
+        signature: None,
     };
+    let grant = alice.signed(&mut eindhoven, grant).await?;
     let consent = eindhoven.grant_consent(grant).await.map_err(status_error)?.into_inner();
     said(format!("consent {} given", consent.consent_id));
 
-    step(5, "The service asks Helsinki's node, and gets exactly those two pointers.");
+    step(5, "An operator in Helsinki tries to withdraw it for her, without her key.");
+    let forged = forged_withdrawal(&mut helsinki, &citizen_id, &consent.consent_id, &alice).await?;
+    match helsinki.withdraw_consent(forged).await {
+        Err(status) if status.code() == tonic::Code::PermissionDenied => {
+            said(format!("refused by every replica: {}", status.message()));
+        }
+        Err(status) => bail!("a forgery was answered {:?}: {}", status.code(), status.message()),
+        Ok(_) => bail!("a forged withdrawal was accepted"),
+    }
+
+    step(6, "The service asks Helsinki's node, and gets exactly those two pointers.");
     let resolved = helsinki.resolve(resolve_request()).await.map_err(status_error)?.into_inner();
     print_pointers(&resolved);
     let attributes: Vec<&str> = resolved.pointers.iter().map(|p| p.attribute.as_str()).collect();
@@ -152,47 +165,46 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         "expected two pointers, got {attributes:?}"
     );
     ensure!(
-        resolved.pointers.iter().all(|p| p.uri.starts_with(&pod)),
+        resolved.pointers.iter().all(|p| p.uri.starts_with(pod)),
         "pointers must lead to her pod"
     );
 
-    step(6, "Alice moves to Valencia and switches her storage to the city's store.");
+    step(7, "Alice moves to Valencia and switches her storage to the city's store.");
     let moved = pb::MoveHomeRequest {
         citizen_id: citizen_id.clone(),
         to_city: CITIES[VALENCIA].city_id.to_owned(),
+        signature: None,
     };
+    let moved = alice.signed(&mut valencia, moved).await?;
     valencia.move_home(moved).await.map_err(status_error)?;
-    let store = set_location(
-        &mut valencia,
-        &citizen_id,
-        "https://store.valencia.example/c/mobility",
-        "Valencia city store",
-    )
-    .await?;
+    let store = "https://store.valencia.example/c/mobility";
+    set_location(&mut valencia, &alice, &citizen_id, store, "Valencia city store").await?;
     said(format!(
         "home city {} ; mobility -> {store} (the pod stays in her history)",
         CITIES[VALENCIA].city_id
     ));
 
-    step(7, "The service still resolves her, from Eindhoven's node, now to the new store.");
+    step(8, "The service still resolves her, from Eindhoven's node, now to the new store.");
     let resolved = eindhoven.resolve(resolve_request()).await.map_err(status_error)?.into_inner();
     print_pointers(&resolved);
     ensure!(resolved.home_city == CITIES[VALENCIA].city_id, "her home city should be Valencia");
     ensure!(resolved.pointers.len() == 2, "expected two pointers after the move");
     ensure!(
-        resolved.pointers.iter().all(|p| p.uri.starts_with(&store)),
+        resolved.pointers.iter().all(|p| p.uri.starts_with(store)),
         "pointers must lead to the new store"
     );
 
-    step(8, "She withdraws her consent.");
+    step(9, "She withdraws her consent.");
     let withdraw = pb::WithdrawConsentRequest {
         citizen_id: citizen_id.clone(),
         consent_id: consent.consent_id.clone(),
+        signature: None,
     };
+    let withdraw = alice.signed(&mut valencia, withdraw).await?;
     valencia.withdraw_consent(withdraw).await.map_err(status_error)?;
     said(format!("consent {} withdrawn", consent.consent_id));
 
-    step(9, "Every city now refuses the service.");
+    step(10, "Every city now refuses the service.");
     for (position, client) in
         [(EINDHOVEN, &mut eindhoven), (HELSINKI, &mut helsinki), (VALENCIA, &mut valencia)]
     {
@@ -207,7 +219,7 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         }
     }
 
-    step(10, "Alice reads her access log, from Helsinki: every resolution is there.");
+    step(11, "Alice reads her access log, from Helsinki: every resolution is there.");
     let request = pb::ReadAccessLogRequest { citizen_id: citizen_id.clone(), limit: 0 };
     let log = helsinki.read_access_log(request).await.map_err(status_error)?.into_inner().records;
     log.iter().for_each(print_access_record);
@@ -217,27 +229,45 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         "expected 5 records (2 released), got {} ({released} released)",
         log.len()
     );
-    said(format!(
-        "first record at {}",
-        format_time(log.last().map(|r| r.at_unix_ms).unwrap_or_default())
-    ));
     Ok(())
 }
 
 async fn set_location(
     client: &mut Client,
+    alice: &CitizenKey,
     citizen_id: &str,
     uri: &str,
     provider: &str,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<()> {
     let request = pb::SetLocationRequest {
         citizen_id: citizen_id.to_owned(),
         category: "mobility".to_owned(),
         uri: uri.to_owned(),
         provider: provider.to_owned(),
+        signature: None,
     };
+    let request = alice.signed(client, request).await?;
     client.set_location(request).await.map_err(status_error)?;
-    Ok(uri.to_owned())
+    Ok(())
+}
+
+/// A withdrawal signed with a key the operator made up, claiming to be Alice's.
+async fn forged_withdrawal(
+    client: &mut Client,
+    citizen_id: &str,
+    consent_id: &str,
+    alice: &CitizenKey,
+) -> anyhow::Result<pb::WithdrawConsentRequest> {
+    let request = pb::WithdrawConsentRequest {
+        citizen_id: citizen_id.to_owned(),
+        consent_id: consent_id.to_owned(),
+        signature: None,
+    };
+    let mut forged = CitizenKey::generate()?.signed(client, request).await?;
+    if let Some(signature) = &mut forged.signature {
+        signature.key_id = alice.public_key().key_id().to_string();
+    }
+    Ok(forged)
 }
 
 fn print_pointers(resolved: &pb::ResolveResponse) {

@@ -3,11 +3,13 @@
 //! - [`cli`]: the command line, grouped by noun;
 //! - [`serve`]: `roamhub serve`, a node from flags, a TOML file and `ROAMHUB_*` variables;
 //! - [`client`]: the client subcommands, with human or JSON output;
+//! - [`keystore`]: citizens' keys on the client side, and the folder that keeps them;
 //! - [`local`]: a federation of real node processes on loopback, for the demo and tests;
 //! - [`demo`]: `roamhub demo`, the story of one citizen across three cities.
 
 pub mod cli;
 pub mod client;
 pub mod demo;
+pub mod keystore;
 pub mod local;
 pub mod serve;

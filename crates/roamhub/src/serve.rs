@@ -24,6 +24,7 @@ struct FileConfig {
     api_addr: Option<String>,
     #[serde(default)]
     bootstrap_members: Vec<String>,
+    operator_token: Option<String>,
     #[serde(default)]
     raft: Option<RaftTiming>,
 }
@@ -113,6 +114,7 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
         api_addr: args.api_addr.or(file.api_addr).unwrap_or_else(|| "127.0.0.1:7101".to_owned()),
         bootstrap,
         timing,
+        operator_token: args.operator_token.or(file.operator_token),
     })
 }
 
