@@ -83,6 +83,8 @@ pub enum CitizenOp {
     RemoveKey {
         key_id: KeyId,
     },
+    /// Removes the citizen from the index, with everything it holds about them.
+    Erase,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +119,10 @@ pub enum Response {
     Location(DataLocation),
     Consent(Consent),
     Resolution(Resolution),
+    /// The citizen is gone; `erasures` counts every erasure the index has applied.
+    Erased {
+        erasures: u64,
+    },
 }
 
 impl Command {
@@ -133,6 +139,7 @@ impl Command {
             Command::Citizen { op: CitizenOp::WithdrawConsent { .. }, .. } => "withdraw_consent",
             Command::Citizen { op: CitizenOp::AddKey { .. }, .. } => "add_key",
             Command::Citizen { op: CitizenOp::RemoveKey { .. }, .. } => "remove_key",
+            Command::Citizen { op: CitizenOp::Erase, .. } => "erase",
             Command::RecoverKey { .. } => "recover_key",
             Command::Resolve(_) => "resolve",
         }
@@ -183,7 +190,8 @@ impl CitizenOp {
             | CitizenOp::MoveHome { .. }
             | CitizenOp::WithdrawConsent { .. }
             | CitizenOp::AddKey { .. }
-            | CitizenOp::RemoveKey { .. } => Ok(()),
+            | CitizenOp::RemoveKey { .. }
+            | CitizenOp::Erase => Ok(()),
         }
     }
 }

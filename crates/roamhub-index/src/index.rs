@@ -36,6 +36,8 @@ pub struct Index {
     next_consent: u64,
     /// Number of the next access record; records are never reused.
     next_access_record: u64,
+    /// How many citizens have been erased; each node compacts its storage when it grows.
+    erasures: u64,
 }
 
 impl Index {
@@ -56,7 +58,10 @@ impl Index {
             Command::Citizen { citizen_id, op, auth } => {
                 self.authenticate(citizen_id, op, auth)?;
                 let response = self.apply_citizen_op(citizen_id, op, &auth.key_id, now)?;
-                self.citizen_mut(citizen_id).next_sequence += 1;
+                // An erased citizen has no sequence left to advance.
+                if let Some(citizen) = self.citizens.get_mut(citizen_id) {
+                    citizen.next_sequence += 1;
+                }
                 Ok(response)
             }
             Command::RecoverKey { citizen_id, public_key, by_city } => {
@@ -93,6 +98,11 @@ impl Index {
 
     pub fn service(&self, service_id: &ServiceId) -> Option<&Service> {
         self.services.get(service_id)
+    }
+
+    /// How many citizens have been erased so far.
+    pub fn erasures(&self) -> u64 {
+        self.erasures
     }
 
     pub fn citizen_count(&self) -> usize {
@@ -237,8 +247,21 @@ impl Index {
             CitizenOp::AddKey { public_key } => {
                 self.add_key(citizen_id, public_key, signed_by, now)
             }
+            CitizenOp::Erase => Ok(self.erase(citizen_id)),
             CitizenOp::RemoveKey { key_id } => self.remove_key(citizen_id, key_id, signed_by, now),
         }
+    }
+
+    /// Forgets a citizen: their identifiers, keys, locations, consents and access log.
+    fn erase(&mut self, citizen_id: &CitizenId) -> Response {
+        if let Some(citizen) = self.citizens.remove(citizen_id) {
+            for identifier in &citizen.identifiers {
+                self.identifiers.remove(identifier);
+            }
+        }
+        self.access_logs.remove(citizen_id);
+        self.erasures += 1;
+        Response::Erased { erasures: self.erasures }
     }
 
     fn add_key(

@@ -381,3 +381,20 @@ fn a_registration_proves_possession_of_its_key() {
     let err = apply(&mut index, T0 + 1, claim).unwrap_err();
     assert_eq!(err.field(), "signature", "{err}");
 }
+
+#[test]
+fn erasure_forgets_everything_about_the_citizen() {
+    let mut index = seeded();
+    alice_does(&mut index, T0 + 1, grant(&["mobility.trips"], None)).unwrap();
+    apply(&mut index, T0 + 2, resolve(&[])).unwrap();
+
+    let erased = alice_does(&mut index, T0 + 3, CitizenOp::Erase).unwrap();
+    assert_eq!(erased, Response::Erased { erasures: 1 });
+    assert_eq!(index.citizen_count(), 0);
+    assert!(index.query(&Query::Citizen(alice())).is_err());
+    assert_eq!(apply(&mut index, T0 + 4, resolve(&[])).unwrap_err().field(), "identifier");
+
+    let everything = postcard::to_stdvec(&index).unwrap();
+    let pod = b"pod.example/alice";
+    assert!(!everything.windows(pod.len()).any(|w| w == pod), "no trace of her pod");
+}

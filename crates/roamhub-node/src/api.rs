@@ -217,6 +217,21 @@ impl Roamhub for Api {
         self.citizen_reply(&request.citizen_id, op, request.signature.as_ref()).await
     }
 
+    #[instrument(skip_all, fields(rpc = "erase_citizen"))]
+    async fn erase_citizen(
+        &self,
+        request: Request<pb::EraseCitizenRequest>,
+    ) -> Reply<pb::EraseCitizenResponse> {
+        let request = request.into_inner();
+        let op = convert::erase_op(&request)?;
+        match self.citizen_op(&request.citizen_id, op, request.signature.as_ref()).await? {
+            Applied::Erased { erasures } => {
+                Ok(Response::new(pb::EraseCitizenResponse { erasures }))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
     #[instrument(skip_all, fields(rpc = "add_key"))]
     async fn add_key(&self, request: Request<pb::AddKeyRequest>) -> Reply<pb::Citizen> {
         let request = request.into_inner();
@@ -396,6 +411,8 @@ impl Roamhub for Api {
             last_log_index: metrics.last_log_index.unwrap_or_default(),
             last_applied_index: metrics.last_applied.map(|id| id.index).unwrap_or_default(),
             voters: metrics.membership_config.membership().voter_ids().collect(),
+            erasures_applied: self.node.erasures_applied(),
+            erasures_compacted: self.node.erasures_compacted(),
         }))
     }
 }

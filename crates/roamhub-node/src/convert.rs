@@ -89,6 +89,10 @@ pub fn withdraw_consent_op(
     Ok(index::CitizenOp::WithdrawConsent { consent_id })
 }
 
+pub fn erase_op(_request: &pb::EraseCitizenRequest) -> Result<index::CitizenOp, Status> {
+    Ok(index::CitizenOp::Erase)
+}
+
 pub fn add_key_op(request: &pb::AddKeyRequest) -> Result<index::CitizenOp, Status> {
     Ok(index::CitizenOp::AddKey { public_key: public_key("public_key", &request.public_key)? })
 }

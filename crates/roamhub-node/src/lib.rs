@@ -11,11 +11,13 @@
 //! - [`internal`]: the server side of Raft and of forwarded work;
 //! - [`api`]: the public gRPC service;
 //! - [`convert`]: between protobuf messages and index types;
+//! - [`erasure`]: compacting a node's storage after a citizen is erased;
 //! - [`error`]: why a request failed, mapped once to a gRPC status.
 
 pub mod api;
 pub mod config;
 pub mod convert;
+pub mod erasure;
 pub mod error;
 pub mod internal;
 pub mod network;

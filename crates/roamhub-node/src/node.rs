@@ -13,7 +13,7 @@ use anyhow::Context;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use roamhub_index::{CityId, Command, IndexError, Member, Query, QueryAnswer, Request, Response};
 use roamhub_proto::raft::v1::forward_client::ForwardClient;
-use roamhub_store::{CommandOutcome, IndexReader, NodeAddress, TypeConfig};
+use roamhub_store::{CommandOutcome, Db, IndexReader, NodeAddress, TypeConfig};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -26,7 +26,7 @@ use crate::config::{
 };
 use crate::error::NodeError;
 use crate::network::{ChannelPool, Network, from_message, to_message};
-use crate::{api, internal};
+use crate::{api, erasure, internal};
 
 pub type Raft = openraft::Raft<TypeConfig>;
 
@@ -71,6 +71,8 @@ pub struct Node {
     config: NodeConfig,
     raft: Raft,
     reader: IndexReader,
+    /// The database under Raft's storage, for compaction after erasures.
+    db: Db,
     /// Channels to leaders' `Forward` service, by Raft address; apart from Raft traffic.
     forward_channels: ChannelPool,
 }
@@ -89,11 +91,12 @@ impl Node {
         let city_id = CityId::parse("city_id", &config.city_id).map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let (log_store, state_machine) = roamhub_store::open(&config.data_dir)
+        let storage = roamhub_store::open(&config.data_dir)
             .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
-        let reader = state_machine.reader();
+        let reader = storage.state_machine.reader();
 
         let raft_config = Arc::new(config.raft_config().validate()?);
+        let (log_store, state_machine) = (storage.log_store, storage.state_machine);
         let raft =
             Raft::new(config.node_id, raft_config, Network::default(), log_store, state_machine)
                 .await?;
@@ -110,6 +113,7 @@ impl Node {
             config,
             raft,
             reader,
+            db: storage.db,
             forward_channels: ChannelPool::new(FORWARD_TIMEOUT),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -121,6 +125,10 @@ impl Node {
             ),
             tokio::spawn(
                 api::serve(node.clone(), api_listener, shutdown_rx.clone())
+                    .instrument(span.clone()),
+            ),
+            tokio::spawn(
+                erasure::compact_after_erasures(node.clone(), shutdown_rx.clone())
                     .instrument(span.clone()),
             ),
             tokio::spawn(node.clone().announce_membership(shutdown_rx).instrument(span.clone())),
@@ -195,6 +203,20 @@ impl Node {
 
     pub fn city_id(&self) -> &CityId {
         &self.city_id
+    }
+
+    /// How many erasures the applied index counts.
+    pub fn erasures_applied(&self) -> u64 {
+        self.reader.with_index(|index| index.erasures())
+    }
+
+    /// How many erasures this node has compacted out of its storage.
+    pub fn erasures_compacted(&self) -> u64 {
+        roamhub_store::erasures_compacted(&self.db).unwrap_or(0)
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
     /// The secret operator calls must present, when the node accepts any.

@@ -20,10 +20,33 @@ pub use log_store::LogStore;
 pub use state_machine::{IndexReader, OpenError, StateMachine};
 pub use types::{CommandOutcome, NodeAddress, TypeConfig};
 
-/// Opens (or creates) a node's storage in `data_dir` and returns its two halves.
-pub fn open(data_dir: &std::path::Path) -> Result<(LogStore, StateMachine), OpenError> {
+/// A node's storage: the two halves openraft drives, and the database under both.
+pub struct Storage {
+    pub log_store: LogStore,
+    pub state_machine: StateMachine,
+    /// For the node's own housekeeping: compaction after an erasure.
+    pub db: Db,
+}
+
+/// Opens (or creates) a node's storage in `data_dir`.
+pub fn open(data_dir: &std::path::Path) -> Result<Storage, OpenError> {
     let db = Db::open(&data_dir.join("index.sled"))?;
     let log_store = LogStore::new(db.clone())?;
-    let state_machine = StateMachine::open(db)?;
-    Ok((log_store, state_machine))
+    let state_machine = StateMachine::open(db.clone())?;
+    Ok(Storage { log_store, state_machine, db })
 }
+
+/// Node-local bookkeeping that is not replicated: how many erasures this node has already
+/// compacted out of its storage.
+pub fn erasures_compacted(db: &Db) -> Result<u64, db::DbError> {
+    let bytes = db.tree(LOCAL_TREE)?.get(ERASURES_COMPACTED_KEY)?;
+    Ok(bytes.and_then(|b| codec::decode(&b).ok()).unwrap_or(0))
+}
+
+pub async fn set_erasures_compacted(db: &Db, erasures: u64) -> Result<(), db::DbError> {
+    db.tree(LOCAL_TREE)?.insert(ERASURES_COMPACTED_KEY, codec::encode(&erasures))?;
+    db.flush().await
+}
+
+const LOCAL_TREE: &str = "node_local";
+const ERASURES_COMPACTED_KEY: &[u8] = b"erasures_compacted";

@@ -11,8 +11,8 @@ struct SledStoreBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for SledStoreBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<u64>> {
         let dir = TempDir::new().expect("temporary directory");
-        let (log_store, state_machine) = roamhub_store::open(dir.path()).expect("store opens");
-        Ok((dir, log_store, state_machine))
+        let storage = roamhub_store::open(dir.path()).expect("store opens");
+        Ok((dir, storage.log_store, storage.state_machine))
     }
 }
 

@@ -116,6 +116,7 @@ citizen_request!(pb::SetLocationRequest, convert::set_location_op);
 citizen_request!(pb::GrantConsentRequest, convert::grant_consent_op);
 citizen_request!(pb::WithdrawConsentRequest, convert::withdraw_consent_op);
 citizen_request!(pb::AddKeyRequest, convert::add_key_op);
+citizen_request!(pb::EraseCitizenRequest, convert::erase_op);
 citizen_request!(pb::RemoveKeyRequest, convert::remove_key_op);
 
 /// The file format of a stored key.
