@@ -1,6 +1,7 @@
-//! Erasure across the federation, proven on disk: a unique canary written into a citizen's
-//! records is found in no byte of any node's data directory once the citizen is erased,
-//! including on a node that was down during the erasure and rejoined afterwards.
+//! What reaches a node's disk, proven by scanning every byte of every data directory: a
+//! citizen's identifiers never do (only their keyed hashes), and a unique canary written
+//! into a citizen's records is found nowhere once the citizen is erased, including on a
+//! node that was down during the erasure and rejoined afterwards.
 
 mod support;
 
@@ -50,7 +51,8 @@ async fn an_erased_citizen_leaves_no_byte_on_any_node() {
     let canary = format!("canary-{:x}-{:x}", std::process::id(), nanos.as_nanos());
     let mut client = test.federation.client(0).await.unwrap();
     register_service(&mut client).await;
-    let alice = register_citizen(&mut client, "nl-eindhoven", &canary).await;
+    let account = format!("account-{canary}");
+    let alice = register_citizen(&mut client, "nl-eindhoven", &account).await;
     let uri = format!("https://pods.example/{canary}/mobility");
     set_location(&mut client, &alice, "mobility", &uri).await.unwrap();
     let grant = pb::GrantConsentRequest {
@@ -63,24 +65,30 @@ async fn an_erased_citizen_leaves_no_byte_on_any_node() {
     let grant = alice.key.signed(&mut client, grant).await.unwrap();
     client.grant_consent(grant).await.unwrap();
     let resolve = pb::ResolveRequest {
-        identifier: Some(identifier(&canary)),
+        identifier: Some(identifier(&account)),
         service_id: "ride.share".to_owned(),
         purpose: "trip-planning".to_owned(),
         attributes: Vec::new(),
     };
-    client.resolve(resolve).await.unwrap();
+    client.resolve(resolve.clone()).await.unwrap();
 
     let applied = status(&mut client).await.last_applied_index;
     wait_applied(&test.federation, 2, applied, Duration::from_secs(10)).await;
     test.federation.kill(2);
     let absent = &test.federation.nodes[2].data_dir;
     assert!(!files_containing(absent, canary.as_bytes()).is_empty(), "the scan finds live data");
+    for node in &test.federation.nodes {
+        let clear = files_containing(&node.data_dir, account.as_bytes());
+        assert!(clear.is_empty(), "an identifier reached the disk in clear: {clear:?}");
+    }
 
     let erase = pb::EraseCitizenRequest { citizen_id: alice.id.clone(), signature: None };
     let erase = alice.key.signed(&mut client, erase).await.unwrap();
     assert_eq!(client.erase_citizen(erase).await.unwrap().into_inner().erasures, 1);
     let gone = pb::GetCitizenRequest { citizen_id: alice.id.clone() };
     assert_eq!(client.get_citizen(gone).await.unwrap_err().code(), tonic::Code::NotFound);
+    let unknown = client.resolve(resolve).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "a service presenting her identifier");
 
     wait_compacted(&test, 0, 1).await;
     wait_compacted(&test, 1, 1).await;

@@ -220,7 +220,7 @@ async fn signed_if_well_formed<R: CitizenRequest>(
     citizen: &TestCitizen,
     request: R,
 ) -> R {
-    match request.op() {
+    match request.op(client).await {
         Ok(_) => citizen.key.signed(client, request).await.unwrap(),
         Err(_) => request,
     }
@@ -270,11 +270,56 @@ async fn citizen_operations_need_the_citizens_own_signature() {
 
     let next = citizen(&mut client, &alice.id).await.next_sequence;
     let later = location(&alice.id, "mobility", "https://pod.example/later");
-    let op = later.op().unwrap();
+    let op = later.op(&mut client).await.unwrap();
     let ahead = pb::SetLocationRequest {
         signature: Some(alice.key.sign_as(&alice.id, next + 1, &op).unwrap()),
         ..later
     };
     let reordered = client.set_location(ahead).await.unwrap_err();
     assert_eq!(reordered.metadata().get("roamhub-field").unwrap(), "sequence");
+}
+
+/// Each service knows a citizen by its own pseudonym: the same from every city, different
+/// from any other service's, and never the federation id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_see_pairwise_pseudonyms() {
+    let test = start_ready(&[]).await;
+    let mut client = test.federation.client(0).await.unwrap();
+    register_service(&mut client).await;
+    let bikes = pb::RegisterServiceRequest {
+        service_id: "bike.share".to_owned(),
+        organisation: "Bike Share".to_owned(),
+        declarations: vec![pb::PurposeDeclaration {
+            purpose: "trip-planning".to_owned(),
+            attributes: vec!["mobility.trips".to_owned()],
+        }],
+    };
+    client.register_service(bikes).await.unwrap();
+    let alice = register_citizen(&mut client, "nl-eindhoven", "EHV-42").await;
+    set_location(&mut client, &alice, "mobility", "https://pods.example/a").await.unwrap();
+
+    let mut pseudonyms = Vec::new();
+    for (service, position) in [("ride.share", 0), ("ride.share", 2), ("bike.share", 1)] {
+        let grant = pb::GrantConsentRequest {
+            citizen_id: alice.id.clone(),
+            service_id: service.to_owned(),
+            purpose: "trip-planning".to_owned(),
+            attributes: vec!["mobility.trips".to_owned()],
+            ..Default::default()
+        };
+        let grant = alice.key.signed(&mut client, grant).await.unwrap();
+        client.grant_consent(grant).await.unwrap();
+        let resolve = pb::ResolveRequest {
+            identifier: Some(identifier("EHV-42")),
+            service_id: service.to_owned(),
+            purpose: "trip-planning".to_owned(),
+            attributes: Vec::new(),
+        };
+        let mut asked = test.federation.client(position).await.unwrap();
+        pseudonyms.push(asked.resolve(resolve).await.unwrap().into_inner().citizen_pseudonym);
+    }
+
+    assert_eq!(pseudonyms[0], pseudonyms[1], "one service, two cities");
+    assert_ne!(pseudonyms[0], pseudonyms[2], "two services");
+    assert!(pseudonyms.iter().all(|p| !p.contains(&alice.id[2..])));
 }

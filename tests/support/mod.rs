@@ -64,7 +64,7 @@ pub struct TestCitizen {
 
 pub async fn register_citizen(client: &mut Client, home_city: &str, account: &str) -> TestCitizen {
     let key = CitizenKey::generate().unwrap();
-    let request = key.registration(home_city, vec![identifier(account)]).unwrap();
+    let request = key.registration(client, home_city, vec![identifier(account)]).await.unwrap();
     let id = client.register_citizen(request).await.unwrap().into_inner().citizen_id;
     TestCitizen { id, key }
 }

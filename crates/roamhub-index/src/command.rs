@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IndexError;
 use crate::ids::{
-    Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId, check_text,
+    Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId,
+    check_scheme, check_text,
 };
 use crate::limits::{
     ATTRIBUTES_PER_REQUEST_MAX, DECLARATIONS_PER_SERVICE_MAX, IDENTIFIERS_PER_CITIZEN_MAX,
@@ -96,6 +97,8 @@ pub struct ConsentGrant {
     /// `None` means from the moment the grant is applied.
     pub valid_from_unix_ms: Option<u64>,
     pub valid_until_unix_ms: Option<u64>,
+    /// The one identifier scheme by which the service may know the citizen; any when `None`.
+    pub identity_scheme: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +181,9 @@ impl CitizenOp {
             }
             CitizenOp::GrantConsent(grant) => {
                 check_attributes("attributes", &grant.attributes, 1)?;
+                if let Some(scheme) = &grant.identity_scheme {
+                    check_scheme("identity_scheme", scheme)?;
+                }
                 match (grant.valid_from_unix_ms, grant.valid_until_unix_ms) {
                     (Some(from), Some(until)) if until <= from => Err(IndexError::invalid(
                         "valid_until_unix_ms",
@@ -198,6 +204,7 @@ impl CitizenOp {
 
 fn check_member(member: &Member) -> Result<(), IndexError> {
     check_text("display_name", &member.display_name)?;
+    check_text("identifier_key_check", &member.identifier_key_check)?;
     check_text("api_endpoint", &member.api_endpoint)?;
     if member.country != member.city_id.country() {
         return Err(IndexError::invalid("country", "must match the prefix of city_id"));

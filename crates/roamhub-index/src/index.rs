@@ -123,6 +123,16 @@ impl Index {
     }
 
     fn upsert_member(&mut self, member: &Member) -> Result<Response, IndexError> {
+        let other_key = self.members.values().find(|other| {
+            other.identifier_key_check != member.identifier_key_check
+                && other.city_id != member.city_id
+        });
+        if let Some(other) = other_key {
+            return Err(IndexError::precondition(
+                "identifier_key_check",
+                format!("this city's identifier key differs from {}'s", other.city_id),
+            ));
+        }
         let clash = self.members.values().find(|other| {
             other.raft_node_id == member.raft_node_id && other.city_id != member.city_id
         });
@@ -453,6 +463,7 @@ impl Index {
             valid_until_unix_ms: grant.valid_until_unix_ms,
             given_at_unix_ms: now,
             state: ConsentState::Given,
+            identity_scheme: grant.identity_scheme.clone(),
         };
         self.next_consent += 1;
         self.citizen_mut(citizen_id).consents.insert(consent.consent_id, consent.clone());
@@ -507,30 +518,26 @@ impl Index {
         };
         let citizen = self.citizen(&citizen_id)?;
         let service = self.services.get(&args.service_id);
-        let decision = decide(citizen, service, &args.purpose, &args.attributes, now);
-        let home_city = citizen.home_city.clone();
+        let scheme = args.identifier.scheme();
+        let decision = decide(citizen, service, &args.purpose, scheme, &args.attributes, now);
+        let mut resolution = Resolution {
+            citizen_id: citizen_id.clone(),
+            access_record: self.next_access_record,
+            home_city: citizen.home_city.clone(),
+            pointers: Vec::new(),
+            unavailable: Vec::new(),
+            refused: None,
+        };
 
-        let (outcome, resolution) = match decision {
+        let outcome = match decision {
             Decision::Release { pointers, unavailable } => {
                 let attributes = pointers.iter().map(|p| p.attribute.clone()).collect();
-                let resolution = Resolution {
-                    access_record: self.next_access_record,
-                    home_city,
-                    pointers,
-                    unavailable,
-                    refused: None,
-                };
-                (AccessOutcome::Released { attributes }, resolution)
+                (resolution.pointers, resolution.unavailable) = (pointers, unavailable);
+                AccessOutcome::Released { attributes }
             }
             Decision::Refuse(reason) => {
-                let resolution = Resolution {
-                    access_record: self.next_access_record,
-                    home_city,
-                    pointers: Vec::new(),
-                    unavailable: Vec::new(),
-                    refused: Some(reason),
-                };
-                (AccessOutcome::Refused { reason }, resolution)
+                resolution.refused = Some(reason);
+                AccessOutcome::Refused { reason }
             }
         };
 

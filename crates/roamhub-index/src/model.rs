@@ -23,6 +23,9 @@ pub struct Member {
     /// `host:port` of the city's public API.
     pub api_endpoint: String,
     pub raft_node_id: u64,
+    /// A check value derived from the city's identifier key; every member must show the
+    /// same one, or identifiers hashed by different cities would not match.
+    pub identifier_key_check: String,
 }
 
 /// Where one category of a citizen's data lives, since when, and until when.
@@ -166,6 +169,8 @@ pub struct Consent {
     pub valid_until_unix_ms: Option<u64>,
     pub given_at_unix_ms: u64,
     pub state: ConsentState,
+    /// The one identifier scheme by which the service may know the citizen; any when `None`.
+    pub identity_scheme: Option<String>,
 }
 
 impl Consent {
@@ -203,6 +208,8 @@ pub enum RefusalReason {
     ConsentExpired,
     ConsentNotYetValid,
     AttributesNotConsented,
+    /// The consent names another identity for this service than the one presented.
+    IdentityNotShared,
 }
 
 impl RefusalReason {
@@ -216,6 +223,9 @@ impl RefusalReason {
             RefusalReason::ConsentNotYetValid => "the consent for this purpose is not valid yet",
             RefusalReason::AttributesNotConsented => {
                 "none of the requested attributes is consented"
+            }
+            RefusalReason::IdentityNotShared => {
+                "the citizen did not share this identity with the service"
             }
         }
     }
@@ -251,6 +261,8 @@ pub struct ResolvedPointer {
 /// What a resolution decided; the access record is already part of the index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resolution {
+    /// For the node to derive the service's pseudonym of the citizen; never sent as is.
+    pub citizen_id: CitizenId,
     pub access_record: u64,
     pub home_city: CityId,
     pub pointers: Vec<ResolvedPointer>,

@@ -21,6 +21,7 @@ pub fn decide(
     citizen: &Citizen,
     service: Option<&Service>,
     purpose: &Purpose,
+    scheme: &str,
     wanted: &[Attribute],
     now_unix_ms: u64,
 ) -> Decision {
@@ -31,8 +32,12 @@ pub fn decide(
         return Decision::Refuse(RefusalReason::PurposeNotDeclared);
     }
 
-    let allowed = consented_attributes(citizen, service, purpose, now_unix_ms);
+    let allowed = consented_attributes(citizen, service, purpose, Some(scheme), now_unix_ms);
     if allowed.is_empty() {
+        let any_identity = consented_attributes(citizen, service, purpose, None, now_unix_ms);
+        if !any_identity.is_empty() {
+            return Decision::Refuse(RefusalReason::IdentityNotShared);
+        }
         return Decision::Refuse(why_nothing_is_consented(citizen, service, purpose, now_unix_ms));
     }
 
@@ -49,18 +54,24 @@ pub fn decide(
     Decision::Release { pointers, unavailable }
 }
 
-/// The union of the attributes of every consent valid now for this service and purpose.
+/// The union of the attributes of every consent valid now for this service and purpose,
+/// and, when `scheme` is given, for a service that knows the citizen by that scheme.
 fn consented_attributes(
     citizen: &Citizen,
     service: &Service,
     purpose: &Purpose,
+    scheme: Option<&str>,
     now_unix_ms: u64,
 ) -> BTreeSet<Attribute> {
+    let shared = |allowed: &Option<String>| match (allowed, scheme) {
+        (Some(allowed), Some(scheme)) => allowed == scheme,
+        _ => true,
+    };
     citizen
         .consents
         .values()
         .filter(|c| c.service_id == service.service_id && &c.purpose == purpose)
-        .filter(|c| c.is_valid_at(now_unix_ms))
+        .filter(|c| c.is_valid_at(now_unix_ms) && shared(&c.identity_scheme))
         .flat_map(|c| c.attributes.iter().cloned())
         .collect()
 }

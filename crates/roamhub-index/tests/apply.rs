@@ -18,7 +18,9 @@ fn attr(value: &str) -> Attribute {
 }
 
 fn ident(value: &str) -> Identifier {
-    Identifier::parse("identifier", "city-account", value).unwrap()
+    // Nodes hash identifiers with a keyed hash; any fixed 32-byte digest stands in for it.
+    let digest: String = value.bytes().cycle().take(32).map(|b| format!("{b:02x}")).collect();
+    Identifier::from_digest("identifier", "city-account", &digest).unwrap()
 }
 
 fn alice() -> CitizenId {
@@ -45,6 +47,7 @@ fn member(id: &str, node: u64) -> Command {
         display_name: id.to_owned(),
         api_endpoint: format!("127.0.0.1:{}", 7000 + node),
         raft_node_id: node,
+        identifier_key_check: "check-1".to_owned(),
     })
 }
 
@@ -100,6 +103,7 @@ fn grant(attributes: &[&str], valid_until_unix_ms: Option<u64>) -> CitizenOp {
         legal_basis: LegalBasis::Consent,
         valid_from_unix_ms: None,
         valid_until_unix_ms,
+        identity_scheme: None,
     })
 }
 
@@ -397,4 +401,34 @@ fn erasure_forgets_everything_about_the_citizen() {
     let everything = postcard::to_stdvec(&index).unwrap();
     let pod = b"pod.example/alice";
     assert!(!everything.windows(pod.len()).any(|w| w == pod), "no trace of her pod");
+}
+
+#[test]
+fn a_service_may_know_the_citizen_only_by_the_identity_she_chose() {
+    let mut index = seeded();
+    let eidas = Identifier::from_digest("identifier", "eidas", &"e".repeat(64)).unwrap();
+    alice_does(&mut index, T0 + 1, CitizenOp::AddIdentifier(eidas.clone())).unwrap();
+    let mut only_eidas = grant(&["mobility.trips"], None);
+    if let CitizenOp::GrantConsent(grant) = &mut only_eidas {
+        grant.identity_scheme = Some("eidas".to_owned());
+    }
+    alice_does(&mut index, T0 + 2, only_eidas).unwrap();
+
+    let by_city_account = resolution(apply(&mut index, T0 + 3, resolve(&[])).unwrap());
+    assert_eq!(by_city_account.refused, Some(RefusalReason::IdentityNotShared));
+
+    let Command::Resolve(mut by_eidas) = resolve(&[]) else { unreachable!() };
+    by_eidas.identifier = eidas;
+    let released = resolution(apply(&mut index, T0 + 4, Command::Resolve(by_eidas)).unwrap());
+    assert_eq!(released.refused, None);
+    assert_eq!(released.pointers.len(), 1);
+}
+
+#[test]
+fn a_city_with_another_identifier_key_cannot_join_the_index() {
+    let mut index = seeded();
+    let Command::UpsertMember(mut stranger) = member("de-hamburg", 3) else { unreachable!() };
+    stranger.identifier_key_check = "check-2".to_owned();
+    let err = apply(&mut index, T0 + 1, Command::UpsertMember(stranger)).unwrap_err();
+    assert_eq!(err.field(), "identifier_key_check", "{err}");
 }

@@ -23,6 +23,7 @@ use crate::config::{
 };
 use crate::convert;
 use crate::error::OPERATOR_TOKEN_METADATA_KEY;
+use crate::identity::IdentifierKey;
 use crate::node::{Node, now_unix_ms};
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -104,6 +105,10 @@ fn unexpected(answer: impl std::fmt::Debug) -> Status {
 }
 
 impl Api {
+    fn key(&self) -> &IdentifierKey {
+        self.node.identifier_key()
+    }
+
     async fn propose(&self, command: Command) -> Result<Applied, Status> {
         Ok(self.node.propose(command).await?)
     }
@@ -180,7 +185,7 @@ impl Roamhub for Api {
         let identifiers = request
             .identifiers
             .iter()
-            .map(|identifier| convert::identifier("identifiers", Some(identifier)))
+            .map(|identifier| convert::identifier("identifiers", Some(identifier), self.key()))
             .collect::<Result<Vec<_>, _>>()?;
 
         let command = Command::RegisterCitizen {
@@ -200,13 +205,30 @@ impl Roamhub for Api {
         }
     }
 
+    #[instrument(skip_all, fields(rpc = "hash_identifiers"))]
+    async fn hash_identifiers(
+        &self,
+        request: Request<pb::HashIdentifiersRequest>,
+    ) -> Reply<pb::HashIdentifiersResponse> {
+        let identifiers = &request.get_ref().identifiers;
+        if identifiers.len() > roamhub_index::limits::IDENTIFIERS_PER_CITIZEN_MAX {
+            return Err(Status::invalid_argument("identifiers: too many in one request"));
+        }
+        let hashed = identifiers
+            .iter()
+            .map(|clear| convert::identifier("identifiers", Some(clear), self.key()))
+            .map(|hashed| hashed.map(|h| convert::pb_identifier(&h)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Response::new(pb::HashIdentifiersResponse { identifiers: hashed }))
+    }
+
     #[instrument(skip_all, fields(rpc = "add_identifier"))]
     async fn add_identifier(
         &self,
         request: Request<pb::AddIdentifierRequest>,
     ) -> Reply<pb::Citizen> {
         let request = request.into_inner();
-        let op = convert::add_identifier_op(&request)?;
+        let op = convert::add_identifier_op(&request, self.key())?;
         self.citizen_reply(&request.citizen_id, op, request.signature.as_ref()).await
     }
 
@@ -337,9 +359,10 @@ impl Roamhub for Api {
     #[instrument(skip_all, fields(rpc = "resolve"))]
     async fn resolve(&self, request: Request<pb::ResolveRequest>) -> Reply<pb::ResolveResponse> {
         let request = request.into_inner();
+        let service_id = convert::service_id(&request.service_id)?;
         let args = ResolveArgs {
-            identifier: convert::identifier("identifier", request.identifier.as_ref())?,
-            service_id: convert::service_id(&request.service_id)?,
+            identifier: convert::identifier("identifier", request.identifier.as_ref(), self.key())?,
+            service_id: service_id.clone(),
             purpose: convert::purpose("purpose", &request.purpose)?,
             attributes: convert::attributes("attributes", &request.attributes)?,
             via_city: self.node.city_id().clone(),
@@ -352,7 +375,10 @@ impl Roamhub for Api {
             other => return Err(unexpected(other)),
         };
         match resolution.refused {
-            None => Ok(Response::new(convert::pb_resolution(&resolution))),
+            None => {
+                let pseudonym = self.key().pseudonym(&resolution.citizen_id, &service_id);
+                Ok(Response::new(convert::pb_resolution(&resolution, pseudonym)))
+            }
             Some(reason) => Err(crate::error::refused_resolution(reason, resolution.access_record)),
         }
     }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::IdentifierKey;
+
 /// Largest public API request a node decodes.
 pub const API_MESSAGE_BYTES_MAX: usize = 256 * 1024;
 /// Largest internal message (Raft append batches, snapshot chunks, forwarded work).
@@ -102,6 +104,8 @@ pub struct NodeConfig {
     /// node's storage holds a federation.
     pub bootstrap: Vec<BootstrapMember>,
     pub timing: RaftTiming,
+    /// The federation's identifier key, the same on every node.
+    pub identifier_key: IdentifierKey,
     /// The secret that operator calls (key recovery) must carry; `None` refuses them all.
     // TODO: replace with operator certificates once the API uses mutual TLS.
     pub operator_token: Option<String>,

@@ -9,13 +9,21 @@ use roamhub_proto::v1 as pb;
 use tonic::Status;
 
 use crate::error::invalid;
+use crate::identity::IdentifierKey;
 
+/// Hashes a clear identifier from a request with the federation's identifier key.
 pub fn identifier(
     field: &str,
     value: Option<&pb::Identifier>,
+    key: &IdentifierKey,
 ) -> Result<index::Identifier, Status> {
     let value = value.ok_or_else(|| invalid(index::IndexError::invalid(field, "is required")))?;
-    index::Identifier::parse(field, &value.scheme, &value.value).map_err(invalid)
+    key.hash(field, &value.scheme, &value.value).map_err(invalid)
+}
+
+/// An identifier already hashed, as HashIdentifiers returns it; for clients that sign.
+pub fn hashed_identifier(field: &str, value: &pb::Identifier) -> Result<index::Identifier, Status> {
+    index::Identifier::from_digest(field, &value.scheme, &value.value).map_err(invalid)
 }
 
 pub fn attributes(field: &str, values: &[String]) -> Result<Vec<index::Attribute>, Status> {
@@ -57,8 +65,14 @@ pub fn citizen_auth(value: Option<&pb::CitizenSignature>) -> Result<index::Citiz
 // The citizen operation each request asks for. Clients build the same operation from the
 // same request to sign it, so these are the single definition of what is signed.
 
-pub fn add_identifier_op(request: &pb::AddIdentifierRequest) -> Result<index::CitizenOp, Status> {
-    Ok(index::CitizenOp::AddIdentifier(identifier("identifier", request.identifier.as_ref())?))
+/// The node hashes the request's clear identifier; a client that signs builds the same
+/// operation from the hash a node gave it (see `hashed_identifier`).
+pub fn add_identifier_op(
+    request: &pb::AddIdentifierRequest,
+    key: &IdentifierKey,
+) -> Result<index::CitizenOp, Status> {
+    let identifier = identifier("identifier", request.identifier.as_ref(), key)?;
+    Ok(index::CitizenOp::AddIdentifier(identifier))
 }
 
 pub fn move_home_op(request: &pb::MoveHomeRequest) -> Result<index::CitizenOp, Status> {
@@ -79,6 +93,8 @@ pub fn grant_consent_op(request: &pb::GrantConsentRequest) -> Result<index::Citi
         legal_basis: legal_basis(request.legal_basis)?,
         valid_from_unix_ms: optional_time(request.valid_from_unix_ms),
         valid_until_unix_ms: optional_time(request.valid_until_unix_ms),
+        identity_scheme: (!request.identity_scheme.is_empty())
+            .then(|| request.identity_scheme.clone()),
     }))
 }
 
@@ -139,8 +155,8 @@ fn strings<T: ToString>(values: &[T]) -> Vec<String> {
     values.iter().map(ToString::to_string).collect()
 }
 
-fn pb_identifier(value: &index::Identifier) -> pb::Identifier {
-    pb::Identifier { scheme: value.scheme().to_owned(), value: value.value().to_owned() }
+pub fn pb_identifier(value: &index::Identifier) -> pb::Identifier {
+    pb::Identifier { scheme: value.scheme().to_owned(), value: value.digest().to_owned() }
 }
 
 fn pb_legal_basis(value: index::LegalBasis) -> pb::LegalBasis {
@@ -189,6 +205,7 @@ pub fn pb_consent(value: &index::Consent, now_unix_ms: u64) -> pb::Consent {
         status: status.into(),
         given_at_unix_ms: value.given_at_unix_ms,
         withdrawn_at_unix_ms: value.withdrawn_at_unix_ms().unwrap_or_default(),
+        identity_scheme: value.identity_scheme.clone().unwrap_or_default(),
     }
 }
 
@@ -287,8 +304,9 @@ pub fn pb_access_record(value: &index::AccessRecord) -> pb::AccessRecord {
     }
 }
 
-pub fn pb_resolution(value: &index::Resolution) -> pb::ResolveResponse {
+pub fn pb_resolution(value: &index::Resolution, citizen_pseudonym: String) -> pb::ResolveResponse {
     pb::ResolveResponse {
+        citizen_pseudonym,
         home_city: value.home_city.to_string(),
         pointers: value
             .pointers

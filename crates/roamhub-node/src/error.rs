@@ -75,6 +75,9 @@ pub fn refused_resolution(reason: RefusalReason, access_record: u64) -> Status {
         RefusalReason::AttributesNotConsented => {
             with_field(Status::permission_denied(message), "attributes")
         }
+        RefusalReason::IdentityNotShared => {
+            with_field(Status::permission_denied(message), "identifier")
+        }
         RefusalReason::NoConsent
         | RefusalReason::ConsentWithdrawn
         | RefusalReason::ConsentExpired

@@ -12,13 +12,15 @@
 //! - [`api`]: the public gRPC service;
 //! - [`convert`]: between protobuf messages and index types;
 //! - [`erasure`]: compacting a node's storage after a citizen is erased;
-//! - [`error`]: why a request failed, mapped once to a gRPC status.
+//! - [`error`]: why a request failed, mapped once to a gRPC status;
+//! - [`identity`]: the federation's identifier key, its hashes and pseudonyms.
 
 pub mod api;
 pub mod config;
 pub mod convert;
 pub mod erasure;
 pub mod error;
+pub mod identity;
 pub mod internal;
 pub mod network;
 pub mod node;

@@ -25,6 +25,7 @@ use crate::config::{
     RAFT_MESSAGE_BYTES_MAX, REQUEST_BUDGET,
 };
 use crate::error::NodeError;
+use crate::identity::IdentifierKey;
 use crate::network::{ChannelPool, Network, from_message, to_message};
 use crate::{api, erasure, internal};
 
@@ -172,6 +173,7 @@ impl Node {
             display_name: self.config.display_name.clone(),
             api_endpoint: self.config.api_addr.clone(),
             raft_node_id: self.node_id,
+            identifier_key_check: self.config.identifier_key.check(),
         };
         loop {
             let already =
@@ -203,6 +205,10 @@ impl Node {
 
     pub fn city_id(&self) -> &CityId {
         &self.city_id
+    }
+
+    pub fn identifier_key(&self) -> &IdentifierKey {
+        &self.config.identifier_key
     }
 
     /// How many erasures the applied index counts.

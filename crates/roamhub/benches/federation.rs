@@ -105,7 +105,7 @@ async fn seed(client: &mut Client) -> anyhow::Result<Vec<BenchCitizen>> {
         let identifier =
             pb::Identifier { scheme: "city-account".to_owned(), value: format!("B-{n}") };
         let key = CitizenKey::generate()?;
-        let register = key.registration("nl-eindhoven", vec![identifier])?;
+        let register = key.registration(client, "nl-eindhoven", vec![identifier]).await?;
         let id = client.register_citizen(register).await?.into_inner().citizen_id;
         let pod = key.signed(client, location(&id, 0)).await?;
         client.set_location(pod).await?;
@@ -195,7 +195,7 @@ async fn call(
     match operation {
         Operation::SetLocation => {
             let request = location(&citizen.id, round + 1);
-            let Ok(op) = request.op() else { return false };
+            let Ok(op) = request.op(client).await else { return false };
             let Ok(signature) = citizen.key.sign_as(&citizen.id, citizen.next_sequence, &op) else {
                 return false;
             };

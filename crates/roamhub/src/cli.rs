@@ -75,8 +75,13 @@ pub struct ServeArgs {
     pub election_timeout_min_ms: Option<u64>,
     #[arg(long, env = "ROAMHUB_ELECTION_TIMEOUT_MAX_MS")]
     pub election_timeout_max_ms: Option<u64>,
+    /// The federation's identifier key, 64 hex digits, the same on every node. Identifiers
+    /// are kept only as keyed hashes under it. Prefer the variable or file to the flag,
+    /// which other users of the machine can see.
+    #[arg(long, env = "ROAMHUB_IDENTIFIER_KEY", hide_env_values = true)]
+    pub identifier_key: Option<String>,
     /// Secret that operator calls (key recovery) must present; none accepted when unset.
-    #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN")]
+    #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
     /// Build a snapshot after this many applied entries.
     #[arg(long, env = "ROAMHUB_SNAPSHOT_EVERY_ENTRIES")]
@@ -193,6 +198,9 @@ pub enum ConsentCommand {
         /// End of validity, milliseconds since the Unix epoch.
         #[arg(long)]
         valid_until_ms: Option<u64>,
+        /// The one identifier scheme by which the service may know the citizen.
+        #[arg(long)]
+        identity_scheme: Option<String>,
     },
     /// Withdraw a consent.
     Withdraw { citizen_id: String, consent_id: String },

@@ -116,7 +116,7 @@ async fn citizen(session: &mut Session, command: CitizenCommand) -> anyhow::Resu
                 .map(|spec| parse_identifier(spec))
                 .collect::<anyhow::Result<_>>()?;
             let key = CitizenKey::generate()?;
-            let request = key.registration(&home_city, identifiers)?;
+            let request = key.registration(&mut session.client, &home_city, identifiers).await?;
             let reply = session.client.register_citizen(request).await.map_err(status_error)?;
             let reply = reply.into_inner();
             let path = session.keystore.save(&reply.citizen_id, &key)?;
@@ -236,6 +236,7 @@ async fn consent(session: &mut Session, command: ConsentCommand) -> anyhow::Resu
             attributes,
             legal_basis,
             valid_until_ms,
+            identity_scheme,
         } => {
             let request = session
                 .signed(pb::GrantConsentRequest {
@@ -247,6 +248,7 @@ async fn consent(session: &mut Session, command: ConsentCommand) -> anyhow::Resu
                     valid_from_unix_ms: 0,
                     valid_until_unix_ms: valid_until_ms.unwrap_or_default(),
                     signature: None,
+                    identity_scheme: identity_scheme.unwrap_or_default(),
                 })
                 .await?;
             let consent = session.client.grant_consent(request).await.map_err(status_error)?;
@@ -401,7 +403,10 @@ pub fn print_service(service: &pb::Service) {
 }
 
 pub fn print_resolution(resolution: &pb::ResolveResponse) {
-    println!("  home city {} (access record {})", resolution.home_city, resolution.access_record);
+    println!(
+        "  citizen {} in home city {} (access record {})",
+        resolution.citizen_pseudonym, resolution.home_city, resolution.access_record
+    );
     for pointer in &resolution.pointers {
         println!("  {:<16} -> {} ({})", pointer.attribute, pointer.uri, pointer.provider);
     }

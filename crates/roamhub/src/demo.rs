@@ -119,7 +119,9 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         "Alice registers in Eindhoven with a key only her phone holds, and points her mobility data to her pod.",
     );
     let alice = CitizenKey::generate()?;
-    let register = alice.registration(CITIES[EINDHOVEN].city_id, vec![alice_identifier()])?;
+    let identifiers = vec![alice_identifier()];
+    let register =
+        alice.registration(&mut eindhoven, CITIES[EINDHOVEN].city_id, identifiers).await?;
     let citizen_id =
         eindhoven.register_citizen(register).await.map_err(status_error)?.into_inner().citizen_id;
     said(format!("her federation id is {citizen_id} (random, not her city account)"));
@@ -131,7 +133,10 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     set_location(&mut eindhoven, &alice, &citizen_id, pod, "Example Pods").await?;
     said(format!("mobility -> {pod}"));
 
-    step(4, "She consents: ride.share may use two attributes, for trip planning only.");
+    step(
+        4,
+        "She consents: ride.share may use two attributes, for trip planning only, and may know her only by her city account.",
+    );
     let grant = pb::GrantConsentRequest {
         citizen_id: citizen_id.clone(),
         service_id: SERVICE.to_owned(),
@@ -141,6 +146,7 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         valid_from_unix_ms: 0,
         valid_until_unix_ms: 0,
         signature: None,
+        identity_scheme: "city-account".to_owned(),
     };
     let grant = alice.signed(&mut eindhoven, grant).await?;
     let consent = eindhoven.grant_consent(grant).await.map_err(status_error)?.into_inner();
@@ -271,7 +277,10 @@ async fn forged_withdrawal(
 }
 
 fn print_pointers(resolved: &pb::ResolveResponse) {
-    said(format!("home city {} (access record {})", resolved.home_city, resolved.access_record));
+    said(format!(
+        "the service knows her as {}; home city {} (access record {})",
+        resolved.citizen_pseudonym, resolved.home_city, resolved.access_record
+    ));
     for pointer in &resolved.pointers {
         said(format!("  {:<15} -> {}", pointer.attribute, pointer.uri));
     }

@@ -32,19 +32,23 @@ impl CitizenKey {
         signing::public_key_of(&self.secret)
     }
 
-    /// A registration request for this key, with the proof that the citizen holds it.
-    pub fn registration(
+    /// A registration request for this key, with the proof that the citizen holds it. The
+    /// proof covers the identifiers as the index keeps them, hashed by the node.
+    pub async fn registration(
         &self,
+        client: &mut Client,
         home_city: &str,
         identifiers: Vec<pb::Identifier>,
     ) -> anyhow::Result<pb::RegisterCitizenRequest> {
         let city = roamhub_index::CityId::parse("home_city", home_city)?;
-        let parsed = identifiers
+        let hashed = hash_identifiers(client, identifiers.clone()).await?;
+        let hashed = hashed
             .iter()
-            .map(|i| roamhub_index::Identifier::parse("identifiers", &i.scheme, &i.value))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|h| convert::hashed_identifier("identifiers", h))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(status_error)?;
         let public_key = self.public_key();
-        let message = signing::registration_message(&city, &parsed, &public_key);
+        let message = signing::registration_message(&city, &hashed, &public_key);
         Ok(pb::RegisterCitizenRequest {
             home_city: home_city.to_owned(),
             identifiers,
@@ -62,7 +66,7 @@ impl CitizenKey {
         let citizen_id = request.citizen_id().to_owned();
         let lookup = pb::GetCitizenRequest { citizen_id: citizen_id.clone() };
         let citizen = client.get_citizen(lookup).await.map_err(status_error)?.into_inner();
-        let op = request.op().map_err(status_error)?;
+        let op = request.op(client).await?;
         request.set_signature(self.sign_as(&citizen_id, citizen.next_sequence, &op)?);
         Ok(request)
     }
@@ -84,11 +88,22 @@ impl CitizenKey {
     }
 }
 
+/// The keyed hashes of clear identifiers, from the node `client` talks to.
+pub async fn hash_identifiers(
+    client: &mut Client,
+    identifiers: Vec<pb::Identifier>,
+) -> anyhow::Result<Vec<pb::Identifier>> {
+    let request = pb::HashIdentifiersRequest { identifiers };
+    let reply = client.hash_identifiers(request).await.map_err(status_error)?;
+    Ok(reply.into_inner().identifiers)
+}
+
 /// A request for a citizen operation, which must carry the citizen's signature.
 pub trait CitizenRequest {
     fn citizen_id(&self) -> &str;
-    /// The operation the node will build from this request: what the citizen signs.
-    fn op(&self) -> Result<CitizenOp, tonic::Status>;
+    /// The operation the node will build from this request: what the citizen signs. An
+    /// identifier in it is hashed by the node `client` talks to.
+    fn op(&self, client: &mut Client) -> impl Future<Output = anyhow::Result<CitizenOp>> + Send;
     fn set_signature(&mut self, signature: pb::CitizenSignature);
 }
 
@@ -99,8 +114,12 @@ macro_rules! citizen_request {
                 &self.citizen_id
             }
 
-            fn op(&self) -> Result<CitizenOp, tonic::Status> {
-                $op(self)
+            fn op(
+                &self,
+                _client: &mut Client,
+            ) -> impl Future<Output = anyhow::Result<CitizenOp>> + Send {
+                let op = $op(self).map_err(status_error);
+                async move { op }
             }
 
             fn set_signature(&mut self, signature: pb::CitizenSignature) {
@@ -110,7 +129,28 @@ macro_rules! citizen_request {
     };
 }
 
-citizen_request!(pb::AddIdentifierRequest, convert::add_identifier_op);
+impl CitizenRequest for pb::AddIdentifierRequest {
+    fn citizen_id(&self) -> &str {
+        &self.citizen_id
+    }
+
+    fn op(&self, client: &mut Client) -> impl Future<Output = anyhow::Result<CitizenOp>> + Send {
+        let clear = self.identifier.clone();
+        async move {
+            let clear = clear.ok_or_else(|| anyhow::anyhow!("identifier: is required"))?;
+            let hashed = hash_identifiers(client, vec![clear]).await?;
+            let hashed =
+                hashed.first().ok_or_else(|| anyhow::anyhow!("the node hashed nothing"))?;
+            let identifier =
+                convert::hashed_identifier("identifier", hashed).map_err(status_error)?;
+            Ok(CitizenOp::AddIdentifier(identifier))
+        }
+    }
+
+    fn set_signature(&mut self, signature: pb::CitizenSignature) {
+        self.signature = Some(signature);
+    }
+}
 citizen_request!(pb::MoveHomeRequest, convert::move_home_op);
 citizen_request!(pb::SetLocationRequest, convert::set_location_op);
 citizen_request!(pb::GrantConsentRequest, convert::grant_consent_op);

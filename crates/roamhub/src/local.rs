@@ -40,6 +40,14 @@ pub struct LocalFederation {
     exe: PathBuf,
     /// Extra flags given to every node (timing, snapshot policy).
     extra_args: Vec<String>,
+    /// The federation's identifier key, drawn fresh for each local federation.
+    identifier_key_hex: String,
+}
+
+fn random_key_hex() -> anyhow::Result<String> {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(hex::encode(key))
 }
 
 /// A loopback port free at the moment of asking.
@@ -73,6 +81,7 @@ impl LocalFederation {
             root: root.to_owned(),
             exe: exe.to_owned(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            identifier_key_hex: random_key_hex()?,
         };
         for position in 0..federation.nodes.len() {
             federation.spawn(position)?;
@@ -105,6 +114,7 @@ impl LocalFederation {
             .arg(&node.data_dir)
             .args(&self.extra_args)
             .env_remove("ROAMHUB_CONFIG")
+            .env("ROAMHUB_IDENTIFIER_KEY", &self.identifier_key_hex)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use roamhub_node::identity::IdentifierKey;
 use roamhub_node::{BootstrapMember, Node, NodeConfig, RaftTiming};
 use serde::Deserialize;
 use tracing::info;
@@ -25,6 +26,7 @@ struct FileConfig {
     #[serde(default)]
     bootstrap_members: Vec<String>,
     operator_token: Option<String>,
+    identifier_key: Option<String>,
     #[serde(default)]
     raft: Option<RaftTiming>,
 }
@@ -88,6 +90,13 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
         .map(|spec| BootstrapMember::parse(spec).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
+    let Some(identifier_key) = args.identifier_key.or(file.identifier_key) else {
+        bail!(
+            "--identifier-key (or ROAMHUB_IDENTIFIER_KEY, or identifier_key in the config file) is required: 64 hex digits, the same on every node of the federation"
+        );
+    };
+    let identifier_key = IdentifierKey::from_hex(&identifier_key).map_err(anyhow::Error::msg)?;
+
     let mut timing = file.raft.unwrap_or_default();
     let overrides = [
         (args.heartbeat_interval_ms, &mut timing.heartbeat_interval_ms),
@@ -115,6 +124,7 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
         bootstrap,
         timing,
         operator_token: args.operator_token.or(file.operator_token),
+        identifier_key,
     })
 }
 
@@ -146,7 +156,9 @@ mod tests {
 
     #[test]
     fn a_missing_city_is_a_clear_error() {
-        let error = node_config(serve_args(&["--node-id", "1"])).unwrap_err();
+        let key = "ab".repeat(32);
+        let error =
+            node_config(serve_args(&["--node-id", "1", "--identifier-key", &key])).unwrap_err();
         assert!(error.to_string().contains("--city-id"), "{error}");
     }
 }
