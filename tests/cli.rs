@@ -111,9 +111,11 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
     assert_eq!(shown["identifiers"].as_array().unwrap().len(), 2);
 
     let log = roamhub(node, &["access-log", id]).await.unwrap();
-    let outcomes: Vec<&str> =
-        log.as_array().unwrap().iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    let records = log["records"].as_array().unwrap();
+    let outcomes: Vec<&str> = records.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["ACCESS_OUTCOME_REFUSED", "ACCESS_OUTCOME_RELEASED"]);
+    let verified = roamhub(node, &["access-log", id, "--verify"]).await.unwrap();
+    assert_eq!(verified["chain_holds"], true);
 
     let bad = roamhub(node, &["citizen", "show", "alice"]).await.unwrap_err();
     assert!(bad.contains("InvalidArgument") && bad.contains("citizen_id"), "{bad}");

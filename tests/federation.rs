@@ -207,7 +207,7 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
     assert_eq!(client.resolve(nameless).await.unwrap_err().code(), Code::InvalidArgument);
 
     assert_eq!(citizen(&mut client, &citizen_id).await, before);
-    let log = pb::ReadAccessLogRequest { citizen_id: citizen_id.clone(), limit: 0 };
+    let log = pb::ReadAccessLogRequest { citizen_id: citizen_id.clone(), ..Default::default() };
     let records = client.read_access_log(log).await.unwrap().into_inner().records;
     assert_eq!(records.len(), 1, "the refused resolution left one access record");
     assert_eq!(records[0].outcome, pb::AccessOutcome::Refused as i32);
@@ -322,4 +322,48 @@ async fn services_see_pairwise_pseudonyms() {
     assert_eq!(pseudonyms[0], pseudonyms[1], "one service, two cities");
     assert_ne!(pseudonyms[0], pseudonyms[2], "two services");
     assert!(pseudonyms.iter().all(|p| !p.contains(&alice.id[2..])));
+}
+
+/// A citizen's access log reads the same from any city, newest first, in pages, filtered by
+/// service and purpose, and its hash chain verifies end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_pages_filters_and_verifies() {
+    let test = start_ready(&[]).await;
+    let mut client = test.federation.client(0).await.unwrap();
+    register_service(&mut client).await;
+    let alice = register_citizen(&mut client, "nl-eindhoven", "EHV-77").await;
+    for (service, count) in [("ride.share", 3), ("no.such", 2)] {
+        for _ in 0..count {
+            let resolve = pb::ResolveRequest {
+                identifier: Some(identifier("EHV-77")),
+                service_id: service.to_owned(),
+                purpose: "trip-planning".to_owned(),
+                attributes: Vec::new(),
+            };
+            client.resolve(resolve).await.unwrap_err();
+        }
+    }
+
+    let mut other_city = test.federation.client(2).await.unwrap();
+    let page = |before_record, service_id: &str| pb::ReadAccessLogRequest {
+        citizen_id: alice.id.clone(),
+        limit: 2,
+        before_record,
+        service_id: service_id.to_owned(),
+        purpose: String::new(),
+    };
+    let first = other_city.read_access_log(page(0, "")).await.unwrap().into_inner();
+    let numbers: Vec<u64> = first.records.iter().map(|r| r.record).collect();
+    assert_eq!(numbers, [4, 3]);
+    let second = other_city.read_access_log(page(first.next_before_record, "")).await.unwrap();
+    assert_eq!(second.get_ref().records.iter().map(|r| r.record).collect::<Vec<_>>(), [2, 1]);
+    let rides = other_city.read_access_log(page(0, "ride.share")).await.unwrap().into_inner();
+    assert!(rides.records.iter().all(|r| r.service_id == "ride.share"));
+
+    let whole = roamhub::client::whole_access_log(&mut other_city, &alice.id).await.unwrap();
+    assert_eq!(whole.len(), 5);
+    roamhub::client::verify_access_chain(&whole).unwrap();
+    let mut tampered = whole.clone();
+    tampered[2].via_city = "fi-helsinki".to_owned();
+    assert!(roamhub::client::verify_access_chain(&tampered).is_err());
 }

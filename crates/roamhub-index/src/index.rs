@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::access_chain;
 use crate::command::{CitizenOp, Command, ConsentGrant, Request, ResolveArgs, Response};
 use crate::error::IndexError;
 use crate::ids::{Attribute, Category, CitizenId, CityId, ConsentId, Identifier, ServiceId};
@@ -19,7 +20,7 @@ use crate::model::{
     AccessOutcome, AccessRecord, Citizen, CitizenKey, Consent, ConsentState, DataLocation,
     HomePeriod, KeyChange, KeyEvent, Member, Pointer, PurposeDeclaration, Resolution, Service,
 };
-use crate::query::{Query, QueryAnswer};
+use crate::query::{AccessLogPage, Query, QueryAnswer};
 use crate::resolve::{Decision, decide};
 use crate::signing::{self, CitizenAuth, KeyId, PublicKey};
 
@@ -81,15 +82,26 @@ impl Index {
             Query::Citizen(citizen_id) => {
                 Ok(QueryAnswer::Citizen(Box::new(self.citizen(citizen_id)?.clone())))
             }
-            Query::AccessLog { citizen_id, limit } => {
-                self.citizen(citizen_id)?;
-                let limit = (*limit).clamp(1, ACCESS_LOG_PAGE_MAX);
-                let log = self.access_logs.get(citizen_id).map(Vec::as_slice).unwrap_or_default();
-                Ok(QueryAnswer::AccessLog(log.iter().rev().take(limit).cloned().collect()))
+            Query::AccessLog(page) => {
+                self.citizen(&page.citizen_id)?;
+                Ok(QueryAnswer::AccessLog(self.access_log_page(page)))
             }
             Query::Members => Ok(QueryAnswer::Members(self.members.values().cloned().collect())),
             Query::Services => Ok(QueryAnswer::Services(self.services.values().cloned().collect())),
         }
+    }
+
+    fn access_log_page(&self, page: &AccessLogPage) -> Vec<AccessRecord> {
+        let log = self.access_logs.get(&page.citizen_id).map(Vec::as_slice).unwrap_or_default();
+        let limit = page.limit.clamp(1, ACCESS_LOG_PAGE_MAX);
+        log.iter()
+            .rev()
+            .filter(|r| page.before_record.is_none_or(|before| r.record < before))
+            .filter(|r| page.service_id.as_ref().is_none_or(|s| &r.service_id == s))
+            .filter(|r| page.purpose.as_ref().is_none_or(|p| &r.purpose == p))
+            .take(limit)
+            .cloned()
+            .collect()
     }
 
     pub fn member(&self, city_id: &CityId) -> Option<&Member> {
@@ -552,7 +564,9 @@ impl Index {
         outcome: AccessOutcome,
         now: u64,
     ) {
-        let record = AccessRecord {
+        let log = self.access_logs.entry(citizen_id.clone()).or_default();
+        let prev_hash = log.last().map(|last| last.hash).unwrap_or(access_chain::GENESIS);
+        let mut record = AccessRecord {
             record: self.next_access_record,
             at_unix_ms: now,
             service_id: args.service_id.clone(),
@@ -560,9 +574,12 @@ impl Index {
             via_city: args.via_city.clone(),
             attributes_requested: args.attributes.clone(),
             outcome,
+            prev_hash,
+            hash: [0; 32],
         };
+        record.hash = record.computed_hash();
+        log.push(record);
         self.next_access_record += 1;
-        self.access_logs.entry(citizen_id.clone()).or_default().push(record);
     }
 
     /// Checks the state as a whole: every cross-reference resolves and every counter is ahead
@@ -588,6 +605,9 @@ impl Index {
             let ordered = log.windows(2).all(|pair| pair[0].record < pair[1].record);
             if !ordered || log.last().is_some_and(|r| r.record >= self.next_access_record) {
                 return Err("access records are out of order".to_owned());
+            }
+            if !chain_holds(log) {
+                return Err("an access log's hash chain is broken".to_owned());
             }
         }
         Ok(())
@@ -623,6 +643,16 @@ impl Index {
         }
         Ok(())
     }
+}
+
+/// Whether every record of a log links to its predecessor and hashes to its own hash.
+pub fn chain_holds(log: &[AccessRecord]) -> bool {
+    let mut prev_hash = access_chain::GENESIS;
+    log.iter().all(|record| {
+        let linked = record.prev_hash == prev_hash && record.computed_hash() == record.hash;
+        prev_hash = record.hash;
+        linked
+    })
 }
 
 fn push_key_event(citizen: &mut Citizen, event: KeyEvent) {

@@ -9,6 +9,7 @@
 //! order reaches the same state, byte for byte.
 //!
 //! A tour of the modules:
+//! - [`access_chain`]: the hash chain that makes a citizen's access log tamper-evident;
 //! - [`ids`]: validated names and ids (cities, citizens, services, categories, attributes);
 //! - [`model`]: the records the index keeps (members, citizens, locations, consents, ...);
 //! - [`command`]: the requests that change the index and what they answer;
@@ -18,6 +19,7 @@
 //! - [`signing`]: what a citizen signs, and how every replica verifies it;
 //! - [`error`]: why a request was refused.
 
+pub mod access_chain;
 pub mod command;
 pub mod error;
 pub mod ids;
@@ -37,5 +39,5 @@ pub use model::{
     HomePeriod, LegalBasis, Member, Pointer, PurposeDeclaration, RefusalReason, Resolution,
     ResolvedPointer, Service,
 };
-pub use query::{Query, QueryAnswer};
+pub use query::{AccessLogPage, Query, QueryAnswer};
 pub use signing::{CitizenAuth, KeyId, PublicKey};

@@ -248,6 +248,37 @@ pub struct AccessRecord {
     pub via_city: CityId,
     pub attributes_requested: Vec<Attribute>,
     pub outcome: AccessOutcome,
+    /// The hash of the citizen's previous record, `access_chain::GENESIS` for the first.
+    pub prev_hash: [u8; 32],
+    /// `access_chain::link_hash` of `prev_hash` and this record's fields.
+    pub hash: [u8; 32],
+}
+
+impl AccessRecord {
+    /// This record's hash, recomputed from its fields and `prev_hash`.
+    pub fn computed_hash(&self) -> [u8; 32] {
+        let strings = |attributes: &[Attribute]| -> Vec<String> {
+            attributes.iter().map(ToString::to_string).collect()
+        };
+        let requested = strings(&self.attributes_requested);
+        let (released, refusal) = match &self.outcome {
+            AccessOutcome::Released { attributes } => (strings(attributes), ""),
+            AccessOutcome::Refused { reason } => (Vec::new(), reason.describe()),
+        };
+        let requested: Vec<&str> = requested.iter().map(String::as_str).collect();
+        let released: Vec<&str> = released.iter().map(String::as_str).collect();
+        let fields = crate::access_chain::LinkFields {
+            record: self.record,
+            at_unix_ms: self.at_unix_ms,
+            service_id: self.service_id.as_str(),
+            purpose: self.purpose.as_str(),
+            via_city: self.via_city.as_str(),
+            attributes_requested: &requested,
+            attributes_released: &released,
+            refusal,
+        };
+        crate::access_chain::link_hash(&self.prev_hash, &fields)
+    }
 }
 
 /// A pointer released for one attribute.

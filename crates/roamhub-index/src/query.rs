@@ -2,19 +2,28 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::CitizenId;
+use crate::ids::{CitizenId, Purpose, ServiceId};
 use crate::model::{AccessRecord, Citizen, Member, Service};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Query {
     Citizen(CitizenId),
-    /// The newest `limit` records first; `limit` is capped by `ACCESS_LOG_PAGE_MAX`.
-    AccessLog {
-        citizen_id: CitizenId,
-        limit: usize,
-    },
+    /// A page of a citizen's access log, newest first.
+    AccessLog(AccessLogPage),
     Members,
     Services,
+}
+
+/// Which access records to read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessLogPage {
+    pub citizen_id: CitizenId,
+    /// At most this many records; capped by `ACCESS_LOG_PAGE_MAX`.
+    pub limit: usize,
+    /// Only records numbered below this one: the cursor of the next page.
+    pub before_record: Option<u64>,
+    pub service_id: Option<ServiceId>,
+    pub purpose: Option<Purpose>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

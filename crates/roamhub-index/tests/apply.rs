@@ -1,10 +1,12 @@
 //! Unit tests of the pure index: each drives `Index::apply` directly with stamped requests
 //! and checks both the answer and that refused requests change nothing.
 
+use roamhub_index::index::chain_holds;
 use roamhub_index::{
-    Attribute, CitizenAuth, CitizenId, CitizenOp, CityId, Command, ConsentGrant, ConsentId,
-    ConsentStatus, Identifier, Index, IndexError, LegalBasis, Member, Purpose, PurposeDeclaration,
-    Query, QueryAnswer, RefusalReason, Request, ResolveArgs, Response, ServiceId, signing,
+    AccessLogPage, Attribute, CitizenAuth, CitizenId, CitizenOp, CityId, Command, ConsentGrant,
+    ConsentId, ConsentStatus, Identifier, Index, IndexError, LegalBasis, Member, Purpose,
+    PurposeDeclaration, Query, QueryAnswer, RefusalReason, Request, ResolveArgs, Response,
+    ServiceId, signing,
 };
 
 const T0: u64 = 1_700_000_000_000;
@@ -152,7 +154,13 @@ fn resolution(response: Response) -> roamhub_index::Resolution {
 }
 
 fn access_log(index: &Index) -> Vec<roamhub_index::AccessRecord> {
-    let query = Query::AccessLog { citizen_id: alice(), limit: 100 };
+    let query = Query::AccessLog(AccessLogPage {
+        citizen_id: alice(),
+        limit: 100,
+        before_record: None,
+        service_id: None,
+        purpose: None,
+    });
     match index.query(&query).unwrap() {
         QueryAnswer::AccessLog(records) => records,
         other => panic!("expected an access log, got {other:?}"),
@@ -431,4 +439,23 @@ fn a_city_with_another_identifier_key_cannot_join_the_index() {
     stranger.identifier_key_check = "check-2".to_owned();
     let err = apply(&mut index, T0 + 1, Command::UpsertMember(stranger)).unwrap_err();
     assert_eq!(err.field(), "identifier_key_check", "{err}");
+}
+
+#[test]
+fn the_access_log_is_a_hash_chain_that_shows_tampering() {
+    let mut index = seeded();
+    alice_does(&mut index, T0 + 1, grant(&["mobility.trips"], None)).unwrap();
+    for n in 0..4 {
+        apply(&mut index, T0 + 2 + n, resolve(&[])).unwrap();
+    }
+    let mut log = access_log(&index);
+    log.reverse();
+    assert!(chain_holds(&log));
+
+    let mut rewritten = log.clone();
+    rewritten[1].via_city = city("nl-eindhoven");
+    assert!(!chain_holds(&rewritten), "a rewritten record breaks the chain");
+    let mut dropped = log.clone();
+    dropped.remove(2);
+    assert!(!chain_holds(&dropped), "a dropped record breaks the chain");
 }

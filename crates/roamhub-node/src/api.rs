@@ -7,8 +7,10 @@
 
 use std::sync::Arc;
 
+use roamhub_index::limits::ACCESS_LOG_PAGE_MAX;
 use roamhub_index::{
-    CitizenId, CitizenOp, Command, Query, QueryAnswer, ResolveArgs, Response as Applied,
+    AccessLogPage, CitizenId, CitizenOp, Command, Query, QueryAnswer, ResolveArgs,
+    Response as Applied,
 };
 use roamhub_proto::v1 as pb;
 use roamhub_proto::v1::roamhub_server::{Roamhub, RoamhubServer};
@@ -389,17 +391,36 @@ impl Roamhub for Api {
         request: Request<pb::ReadAccessLogRequest>,
     ) -> Reply<pb::ReadAccessLogResponse> {
         let request = request.into_inner();
-        let citizen_id = convert::citizen_id(&request.citizen_id)?;
         let limit = match request.limit {
-            0 => roamhub_index::limits::ACCESS_LOG_PAGE_MAX,
-            limit => limit as usize,
+            0 => ACCESS_LOG_PAGE_MAX,
+            limit => (limit as usize).min(ACCESS_LOG_PAGE_MAX),
         };
-        match self.node.read(Query::AccessLog { citizen_id, limit }).await? {
-            QueryAnswer::AccessLog(records) => Ok(Response::new(pb::ReadAccessLogResponse {
-                records: records.iter().map(convert::pb_access_record).collect(),
-            })),
-            other => Err(unexpected(other)),
-        }
+        let page = AccessLogPage {
+            citizen_id: convert::citizen_id(&request.citizen_id)?,
+            limit,
+            before_record: (request.before_record != 0).then_some(request.before_record),
+            service_id: match request.service_id.as_str() {
+                "" => None,
+                service_id => Some(convert::service_id(service_id)?),
+            },
+            purpose: match request.purpose.as_str() {
+                "" => None,
+                purpose => Some(convert::purpose("purpose", purpose)?),
+            },
+        };
+
+        let QueryAnswer::AccessLog(records) = self.node.read(Query::AccessLog(page)).await? else {
+            return Err(Status::internal("the index answered another query"));
+        };
+        // A full page may have more behind it; the cursor is the oldest record shown.
+        let next_before_record = match records.len() == limit {
+            true => records.last().map(|r| r.record).unwrap_or_default(),
+            false => 0,
+        };
+        Ok(Response::new(pb::ReadAccessLogResponse {
+            records: records.iter().map(convert::pb_access_record).collect(),
+            next_before_record,
+        }))
     }
 
     #[instrument(skip_all, fields(rpc = "list_members"))]

@@ -301,6 +301,8 @@ pub fn pb_access_record(value: &index::AccessRecord) -> pb::AccessRecord {
         attributes_requested: strings(&value.attributes_requested),
         attributes_released: released,
         reason,
+        prev_hash: value.prev_hash.to_vec(),
+        hash: value.hash.to_vec(),
     }
 }
 

@@ -244,6 +244,18 @@ pub struct AccessLogArgs {
     /// At most this many records.
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// Only records numbered below this one (the cursor a previous page printed).
+    #[arg(long)]
+    pub before: Option<u64>,
+    /// Only this service's records.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only records for this purpose.
+    #[arg(long)]
+    pub purpose: Option<String>,
+    /// Read the whole log and check its hash chain instead of printing a page.
+    #[arg(long, conflicts_with_all = ["before", "service", "purpose"])]
+    pub verify: bool,
 }
 
 #[derive(Debug, Subcommand)]

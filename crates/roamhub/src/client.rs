@@ -9,6 +9,7 @@ use roamhub_proto::v1::roamhub_client::RoamhubClient;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use roamhub_index::access_chain;
 use roamhub_node::error::OPERATOR_TOKEN_METADATA_KEY;
 
 use crate::cli::{
@@ -300,9 +301,84 @@ async fn resolve(client: &mut Client, json: bool, args: ResolveArgs) -> anyhow::
 }
 
 async fn access_log(client: &mut Client, json: bool, args: AccessLogArgs) -> anyhow::Result<()> {
-    let request = pb::ReadAccessLogRequest { citizen_id: args.citizen_id, limit: args.limit };
+    if args.verify {
+        let records = whole_access_log(client, &args.citizen_id).await?;
+        let verified = verify_access_chain(&records);
+        let summary =
+            serde_json::json!({ "records": records.len(), "chain_holds": verified.is_ok() });
+        emit(json, &summary, |_| match &verified {
+            Ok(()) => println!("hash chain holds over {} records", records.len()),
+            Err(problem) => println!("hash chain BROKEN: {problem}"),
+        })?;
+        return verified.map_err(anyhow::Error::msg);
+    }
+
+    let request = pb::ReadAccessLogRequest {
+        citizen_id: args.citizen_id,
+        limit: args.limit,
+        before_record: args.before.unwrap_or_default(),
+        service_id: args.service.unwrap_or_default(),
+        purpose: args.purpose.unwrap_or_default(),
+    };
     let reply = client.read_access_log(request).await.map_err(status_error)?.into_inner();
-    emit(json, &reply.records, |all| all.iter().for_each(print_access_record))
+    emit(json, &reply, |page| {
+        page.records.iter().for_each(print_access_record);
+        if page.next_before_record != 0 {
+            println!("  more: --before {}", page.next_before_record);
+        }
+    })
+}
+
+/// Every access record of a citizen, oldest first, read page by page.
+pub async fn whole_access_log(
+    client: &mut Client,
+    citizen_id: &str,
+) -> anyhow::Result<Vec<pb::AccessRecord>> {
+    let mut records = Vec::new();
+    let mut before_record = 0;
+    loop {
+        let request = pb::ReadAccessLogRequest {
+            citizen_id: citizen_id.to_owned(),
+            before_record,
+            ..Default::default()
+        };
+        let page = client.read_access_log(request).await.map_err(status_error)?.into_inner();
+        records.extend(page.records);
+        if page.next_before_record == 0 {
+            break;
+        }
+        before_record = page.next_before_record;
+    }
+    records.reverse();
+    Ok(records)
+}
+
+/// Checks that records, oldest first and complete, form an unbroken hash chain.
+pub fn verify_access_chain(records: &[pb::AccessRecord]) -> Result<(), String> {
+    let mut prev_hash = access_chain::GENESIS;
+    for record in records {
+        if record.prev_hash != prev_hash {
+            return Err(format!("record {} does not follow its predecessor", record.record));
+        }
+        let requested: Vec<&str> = record.attributes_requested.iter().map(String::as_str).collect();
+        let released: Vec<&str> = record.attributes_released.iter().map(String::as_str).collect();
+        let fields = access_chain::LinkFields {
+            record: record.record,
+            at_unix_ms: record.at_unix_ms,
+            service_id: &record.service_id,
+            purpose: &record.purpose,
+            via_city: &record.via_city,
+            attributes_requested: &requested,
+            attributes_released: &released,
+            refusal: &record.reason,
+        };
+        let hash = access_chain::link_hash(&prev_hash, &fields);
+        if record.hash != hash {
+            return Err(format!("record {} does not match its hash", record.record));
+        }
+        prev_hash = hash;
+    }
+    Ok(())
 }
 
 async fn federation(

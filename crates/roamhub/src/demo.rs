@@ -11,7 +11,9 @@ use anyhow::{Context, bail, ensure};
 use roamhub_proto::v1 as pb;
 
 use crate::cli::DemoArgs;
-use crate::client::{Client, print_access_record, print_member, status_error};
+use crate::client::{
+    Client, print_access_record, print_member, status_error, verify_access_chain, whole_access_log,
+};
 use crate::keystore::CitizenKey;
 use crate::local::{City, LocalFederation};
 
@@ -226,9 +228,13 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     }
 
     step(11, "Alice reads her access log, from Helsinki: every resolution is there.");
-    let request = pb::ReadAccessLogRequest { citizen_id: citizen_id.clone(), limit: 0 };
-    let log = helsinki.read_access_log(request).await.map_err(status_error)?.into_inner().records;
-    log.iter().for_each(print_access_record);
+    let log = whole_access_log(&mut helsinki, &citizen_id).await?;
+    log.iter().rev().for_each(print_access_record);
+    verify_access_chain(&log).map_err(anyhow::Error::msg)?;
+    said(format!(
+        "its hash chain holds over all {} records: none was rewritten or dropped",
+        log.len()
+    ));
     let released = log.iter().filter(|r| r.outcome == pb::AccessOutcome::Released as i32).count();
     ensure!(
         log.len() == 5 && released == 2,
