@@ -155,5 +155,12 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
     roamhub(node, &["citizen", "move", id, "--to-city", "fi-helsinki"])
         .await
         .expect("the recovered key signs");
+    let export = roamhub(node, &["citizen", "export", id]).await.unwrap();
+    assert_eq!(export["format"], "roamhub-citizen-export/v1");
+    assert_eq!(export["access_log"].as_array().unwrap().len(), 2);
+    assert_eq!(export["access_log_chain_holds"], true);
+    let erased = roamhub(node, &["citizen", "erase", id]).await.unwrap();
+    assert_eq!(erased["erasures"], 1);
+    assert!(roamhub(node, &["citizen", "show", id]).await.unwrap_err().contains("NotFound"));
     let _ = std::fs::remove_dir_all(keystore());
 }

@@ -154,6 +154,10 @@ pub enum CitizenCommand {
     RotateKey { citizen_id: String },
     /// Remove one of the citizen's keys (e.g. of a lost device).
     RemoveKey { citizen_id: String, key_id: String },
+    /// Erase the citizen from the federation: the index forgets them, every node compacts.
+    Erase { citizen_id: String },
+    /// Everything the index holds about the citizen, as one JSON document.
+    Export { citizen_id: String },
     /// Operator: give a citizen who lost every key a new one, kept in this keystore.
     RecoverKey {
         citizen_id: String,

@@ -143,6 +143,17 @@ async fn citizen(session: &mut Session, command: CitizenCommand) -> anyhow::Resu
             let citizen = session.client.move_home(request).await.map_err(status_error)?;
             emit(json, &citizen.into_inner(), print_citizen)
         }
+        CitizenCommand::Erase { citizen_id } => {
+            let request = pb::EraseCitizenRequest { citizen_id, signature: None };
+            let request = session.signed(request).await?;
+            let reply = session.client.erase_citizen(request).await.map_err(status_error)?;
+            emit(json, &reply.into_inner(), |_| println!("erased; every node now compacts"))
+        }
+        CitizenCommand::Export { citizen_id } => {
+            let export = export(&mut session.client, &citizen_id).await?;
+            println!("{}", serde_json::to_string_pretty(&export)?);
+            Ok(())
+        }
         CitizenCommand::RotateKey { citizen_id } => {
             let citizen = rotate_key(session, &citizen_id).await?;
             emit(json, &citizen, print_citizen)
@@ -327,6 +338,22 @@ async fn access_log(client: &mut Client, json: bool, args: AccessLogArgs) -> any
             println!("  more: --before {}", page.next_before_record);
         }
     })
+}
+
+/// The version of the export document's layout, described in the README.
+pub const EXPORT_FORMAT: &str = "roamhub-citizen-export/v1";
+
+/// Everything the index holds about a citizen: their record and their whole access log.
+pub async fn export(client: &mut Client, citizen_id: &str) -> anyhow::Result<serde_json::Value> {
+    let citizen = get_citizen(client, citizen_id.to_owned()).await?;
+    let access_log = whole_access_log(client, citizen_id).await?;
+    let chain_holds = verify_access_chain(&access_log).is_ok();
+    Ok(serde_json::json!({
+        "format": EXPORT_FORMAT,
+        "citizen": citizen,
+        "access_log": access_log,
+        "access_log_chain_holds": chain_holds,
+    }))
 }
 
 /// Every access record of a citizen, oldest first, read page by page.

@@ -12,7 +12,8 @@ use roamhub_proto::v1 as pb;
 
 use crate::cli::DemoArgs;
 use crate::client::{
-    Client, print_access_record, print_member, status_error, verify_access_chain, whole_access_log,
+    Client, export, print_access_record, print_member, status_error, verify_access_chain,
+    whole_access_log,
 };
 use crate::keystore::CitizenKey;
 use crate::local::{City, LocalFederation};
@@ -241,7 +242,51 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         "expected 5 records (2 released), got {} ({released} released)",
         log.len()
     );
+
+    step(12, "She exports everything the federation holds about her.");
+    let exported = export(&mut valencia, &citizen_id).await?;
+    let consents = exported["citizen"]["consents"].as_array().map(Vec::len).unwrap_or_default();
+    let records = exported["access_log"].as_array().map(Vec::len).unwrap_or_default();
+    said(format!(
+        "{} bytes of JSON: {consents} consent, {records} access records, keys, locations and their history",
+        exported.to_string().len()
+    ));
+
+    step(13, "She leaves: her erasure is signed, and every city compacts her out of its disk.");
+    let erase = pb::EraseCitizenRequest { citizen_id: citizen_id.clone(), signature: None };
+    let erase = alice.signed(&mut valencia, erase).await?;
+    valencia.erase_citizen(erase).await.map_err(status_error)?;
+    for (position, client) in
+        [(EINDHOVEN, &mut eindhoven), (HELSINKI, &mut helsinki), (VALENCIA, &mut valencia)]
+    {
+        wait_compacted(client).await?;
+        said(format!("{:<13} holds no trace of her", CITIES[position].city_id));
+    }
+    let lookup = pb::GetCitizenRequest { citizen_id };
+    match helsinki.get_citizen(lookup).await {
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            said("the federation no longer knows her")
+        }
+        _ => bail!("an erased citizen is still found"),
+    }
     Ok(())
+}
+
+/// How long a city may take to compact its storage after an erasure.
+const COMPACTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits until a node has compacted every erasure it applied.
+async fn wait_compacted(client: &mut Client) -> anyhow::Result<()> {
+    let deadline = Instant::now() + COMPACTION_TIMEOUT;
+    loop {
+        let status = client.node_status(pb::NodeStatusRequest {}).await.map_err(status_error)?;
+        let status = status.into_inner();
+        if status.erasures_applied > 0 && status.erasures_compacted >= status.erasures_applied {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "{} did not compact in time", status.city_id);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn set_location(
