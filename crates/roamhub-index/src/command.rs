@@ -13,7 +13,7 @@ use crate::ids::{
 };
 use crate::limits::{
     ATTRIBUTES_PER_REQUEST_MAX, DECLARATIONS_PER_SERVICE_MAX, IDENTIFIERS_PER_CITIZEN_MAX,
-    URI_LEN_MAX,
+    RESOLVE_BATCH_MAX, URI_LEN_MAX,
 };
 use crate::model::{
     Citizen, Consent, DataLocation, LegalBasis, Member, PurposeDeclaration, Resolution, Service,
@@ -60,6 +60,9 @@ pub enum Command {
     RecoverKey { citizen_id: CitizenId, public_key: PublicKey, by_city: CityId },
     /// A service asks for a citizen's pointers; always leaves an access record.
     Resolve(ResolveArgs),
+    /// Many resolutions in one Raft entry, each decided and recorded on its own: group
+    /// commit, so that access records cost one consensus round per batch, not per request.
+    ResolveBatch(Vec<ResolveArgs>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +125,8 @@ pub enum Response {
     Location(DataLocation),
     Consent(Consent),
     Resolution(Resolution),
+    /// One outcome per resolution of a batch, in order.
+    Resolutions(Vec<Result<Resolution, IndexError>>),
     /// The citizen is gone; `erasures` counts every erasure the index has applied.
     Erased {
         erasures: u64,
@@ -145,6 +150,7 @@ impl Command {
             Command::Citizen { op: CitizenOp::Erase, .. } => "erase",
             Command::RecoverKey { .. } => "recover_key",
             Command::Resolve(_) => "resolve",
+            Command::ResolveBatch(_) => "resolve_batch",
         }
     }
 
@@ -168,6 +174,12 @@ impl Command {
             Command::Citizen { op, .. } => op.check(),
             Command::RecoverKey { .. } => Ok(()),
             Command::Resolve(args) => check_attributes("attributes", &args.attributes, 0),
+            Command::ResolveBatch(batch) => {
+                check_count("resolutions", batch.len(), 1, RESOLVE_BATCH_MAX)?;
+                batch
+                    .iter()
+                    .try_for_each(|args| check_attributes("attributes", &args.attributes, 0))
+            }
         }
     }
 }

@@ -68,7 +68,11 @@ impl Index {
             Command::RecoverKey { citizen_id, public_key, by_city } => {
                 self.recover_key(citizen_id, public_key, by_city, now)
             }
-            Command::Resolve(args) => self.resolve(args, now),
+            Command::Resolve(args) => self.resolve(args, now).map(Response::Resolution),
+            Command::ResolveBatch(batch) => {
+                let outcomes = batch.iter().map(|args| self.resolve(args, now)).collect();
+                Ok(Response::Resolutions(outcomes))
+            }
         }?;
 
         #[cfg(debug_assertions)]
@@ -524,7 +528,9 @@ impl Index {
         Ok(Response::Consent(consent.clone()))
     }
 
-    fn resolve(&mut self, args: &ResolveArgs, now: u64) -> Result<Response, IndexError> {
+    /// Decides one resolution and records it; refuses, changing nothing, only when no
+    /// citizen has the identifier.
+    fn resolve(&mut self, args: &ResolveArgs, now: u64) -> Result<Resolution, IndexError> {
         let Some(citizen_id) = self.identifiers.get(&args.identifier).cloned() else {
             return Err(IndexError::not_found("identifier", "no citizen has this identifier"));
         };
@@ -554,7 +560,7 @@ impl Index {
         };
 
         self.record_access(&citizen_id, args, outcome, now);
-        Ok(Response::Resolution(resolution))
+        Ok(resolution)
     }
 
     fn record_access(

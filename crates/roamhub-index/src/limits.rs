@@ -22,5 +22,7 @@ pub const LOCATION_HISTORY_MAX: usize = 64;
 pub const KEYS_PER_CITIZEN_MAX: usize = 8;
 /// Key events kept per citizen.
 pub const KEY_HISTORY_MAX: usize = 64;
+/// Resolutions decided in one Raft entry (group commit).
+pub const RESOLVE_BATCH_MAX: usize = 256;
 /// Access records returned by one read of an access log.
 pub const ACCESS_LOG_PAGE_MAX: usize = 500;

@@ -459,3 +459,20 @@ fn the_access_log_is_a_hash_chain_that_shows_tampering() {
     dropped.remove(2);
     assert!(!chain_holds(&dropped), "a dropped record breaks the chain");
 }
+
+#[test]
+fn a_batch_decides_and_records_each_resolution_on_its_own() {
+    let mut index = seeded();
+    alice_does(&mut index, T0 + 1, grant(&["mobility.trips"], None)).unwrap();
+    let Command::Resolve(known) = resolve(&[]) else { unreachable!() };
+    let stranger = ResolveArgs { identifier: ident("nobody"), ..known.clone() };
+
+    let batch = Command::ResolveBatch(vec![known.clone(), stranger, known]);
+    let Response::Resolutions(outcomes) = apply(&mut index, T0 + 2, batch).unwrap() else {
+        panic!("a batch answers one outcome per resolution");
+    };
+    assert!(outcomes[0].as_ref().is_ok_and(|r| r.refused.is_none()));
+    assert_eq!(outcomes[1].as_ref().unwrap_err().field(), "identifier");
+    assert!(outcomes[2].is_ok());
+    assert_eq!(access_log(&index).len(), 2, "the unknown identifier left no record");
+}

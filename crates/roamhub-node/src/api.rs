@@ -372,10 +372,7 @@ impl Roamhub for Api {
 
         // The pointers exist only in the answer of a committed command: the access record
         // is part of the same log entry, so it is durable before any pointer leaves.
-        let resolution = match self.propose(Command::Resolve(args)).await? {
-            Applied::Resolution(resolution) => resolution,
-            other => return Err(unexpected(other)),
-        };
+        let resolution = self.node.resolve(args).await?;
         match resolution.refused {
             None => {
                 let pseudonym = self.key().pseudonym(&resolution.citizen_id, &service_id);

@@ -30,6 +30,10 @@ pub const REQUEST_BUDGET: Duration = Duration::from_secs(8);
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(7);
 /// How often a request is re-sent when the leader changed under it.
 pub const FORWARD_ATTEMPTS_MAX: u32 = 5;
+/// Resolutions queued at a node, waiting for their batch; more are refused as overload.
+pub const RESOLVE_QUEUE_MAX: usize = 4096;
+/// Batches of resolutions a node has proposed and not yet seen committed.
+pub const RESOLVE_BATCHES_IN_FLIGHT_MAX: usize = 4;
 /// How long to wait for a leader to be known before trying again.
 pub const LEADER_WAIT: Duration = Duration::from_secs(2);
 /// Connecting to a peer.

@@ -22,6 +22,9 @@ pub enum NodeError {
     /// leader's public API when one is known.
     #[error("the federation cannot take requests now: {reason}")]
     Unavailable { reason: String, leader_api: Option<String> },
+    /// The node refuses more work for now; the caller should back off.
+    #[error("the node is overloaded: {0}")]
+    Overloaded(String),
     /// Raft stopped on this node, or a peer answered with something unreadable.
     #[error("node failure: {0}")]
     Fatal(String),
@@ -42,6 +45,7 @@ impl From<NodeError> for Status {
                 let hint = leader_api.map(|api| format!(" (leader: {api})")).unwrap_or_default();
                 Status::unavailable(format!("{reason}{hint}"))
             }
+            NodeError::Overloaded(reason) => Status::resource_exhausted(reason),
             NodeError::Fatal(reason) => Status::internal(reason),
         }
     }

@@ -11,23 +11,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use roamhub_index::{CityId, Command, IndexError, Member, Query, QueryAnswer, Request, Response};
+use roamhub_index::{
+    CityId, Command, IndexError, Member, Query, QueryAnswer, Request, Resolution, ResolveArgs,
+    Response,
+};
 use roamhub_proto::raft::v1::forward_client::ForwardClient;
 use roamhub_store::{CommandOutcome, Db, IndexReader, NodeAddress, TypeConfig};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{
     API_REQUEST_TIMEOUT, FORWARD_ATTEMPTS_MAX, FORWARD_TIMEOUT, LEADER_WAIT, NodeConfig,
-    RAFT_MESSAGE_BYTES_MAX, REQUEST_BUDGET,
+    RAFT_MESSAGE_BYTES_MAX, REQUEST_BUDGET, RESOLVE_QUEUE_MAX,
 };
 use crate::error::NodeError;
 use crate::identity::IdentifierKey;
 use crate::network::{ChannelPool, Network, from_message, to_message};
-use crate::{api, erasure, internal};
+use crate::{api, erasure, internal, resolver};
 
 pub type Raft = openraft::Raft<TypeConfig>;
 
@@ -74,6 +77,8 @@ pub struct Node {
     reader: IndexReader,
     /// The database under Raft's storage, for compaction after erasures.
     db: Db,
+    /// Resolutions waiting for their batch; see `resolver`.
+    resolve_jobs: mpsc::Sender<resolver::Job>,
     /// Channels to leaders' `Forward` service, by Raft address; apart from Raft traffic.
     forward_channels: ChannelPool,
 }
@@ -108,6 +113,7 @@ impl Node {
             .await
             .with_context(|| format!("binding the API listener on {}", config.api_addr))?;
 
+        let (resolve_jobs, resolve_queue) = mpsc::channel(RESOLVE_QUEUE_MAX);
         let node = Arc::new(Node {
             node_id: config.node_id,
             city_id,
@@ -115,6 +121,7 @@ impl Node {
             raft,
             reader,
             db: storage.db,
+            resolve_jobs,
             forward_channels: ChannelPool::new(FORWARD_TIMEOUT),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -130,6 +137,10 @@ impl Node {
             ),
             tokio::spawn(
                 erasure::compact_after_erasures(node.clone(), shutdown_rx.clone())
+                    .instrument(span.clone()),
+            ),
+            tokio::spawn(
+                resolver::run_batches(node.clone(), resolve_queue, shutdown_rx.clone())
                     .instrument(span.clone()),
             ),
             tokio::spawn(node.clone().announce_membership(shutdown_rx).instrument(span.clone())),
@@ -242,6 +253,16 @@ impl Node {
             Done::Response(response) => Ok(response),
             Done::Answer(_) => Err(NodeError::Fatal("a write was answered as a read".to_owned())),
         }
+    }
+
+    /// Decides a resolution and commits its access record, batched with others.
+    pub async fn resolve(&self, args: ResolveArgs) -> Result<Resolution, NodeError> {
+        let (reply, outcome) = oneshot::channel();
+        let job = resolver::Job { args, reply };
+        self.resolve_jobs.try_send(job).map_err(|_| {
+            NodeError::Overloaded(format!("more than {RESOLVE_QUEUE_MAX} resolutions queued"))
+        })?;
+        outcome.await.map_err(|_| NodeError::Fatal("the resolver stopped".to_owned()))?
     }
 
     /// Answers a query linearizably: after the leader has confirmed that it still leads.
