@@ -367,3 +367,59 @@ async fn the_access_log_pages_filters_and_verifies() {
     tampered[2].via_city = "fi-helsinki".to_owned();
     assert!(roamhub::client::verify_access_chain(&tampered).is_err());
 }
+
+/// The next consent of a watch, within ten seconds.
+async fn next_event(events: &mut tonic::Streaming<pb::ServiceConsent>) -> pb::ServiceConsent {
+    let next = tokio::time::timeout(Duration::from_secs(10), events.message());
+    next.await.expect("an event in time").unwrap().expect("the stream goes on")
+}
+
+/// A service watching its consents at one city learns of a grant and of a withdrawal made
+/// at other cities, acknowledges the withdrawal, and the citizen sees the acknowledgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watching_service_sees_and_acknowledges_a_withdrawal() {
+    let test = start_ready(&[]).await;
+    let mut client = test.federation.client(0).await.unwrap();
+    register_service(&mut client).await;
+    let alice = register_citizen(&mut client, "nl-eindhoven", "EHV-55").await;
+
+    let mut service = test.federation.client(2).await.unwrap();
+    let watch = pb::WatchConsentsRequest { service_id: "ride.share".to_owned() };
+    let mut events = service.watch_consents(watch).await.unwrap().into_inner();
+
+    let grant = pb::GrantConsentRequest {
+        citizen_id: alice.id.clone(),
+        service_id: "ride.share".to_owned(),
+        purpose: "trip-planning".to_owned(),
+        attributes: vec!["mobility.trips".to_owned()],
+        ..Default::default()
+    };
+    let grant = alice.key.signed(&mut client, grant).await.unwrap();
+    let consent = client.grant_consent(grant).await.unwrap().into_inner();
+    let granted = next_event(&mut events).await;
+    assert_eq!(granted.consent_id, consent.consent_id);
+    assert_eq!(granted.status, pb::ConsentStatus::Given as i32);
+    assert!(granted.citizen_pseudonym.starts_with("p-"));
+
+    let mut elsewhere = test.federation.client(1).await.unwrap();
+    let withdraw = pb::WithdrawConsentRequest {
+        citizen_id: alice.id.clone(),
+        consent_id: consent.consent_id.clone(),
+        signature: None,
+    };
+    let withdraw = alice.key.signed(&mut elsewhere, withdraw).await.unwrap();
+    elsewhere.withdraw_consent(withdraw).await.unwrap();
+    let withdrawn = next_event(&mut events).await;
+    assert_eq!(withdrawn.status, pb::ConsentStatus::Withdrawn as i32);
+
+    let ack = pb::AcknowledgeWithdrawalRequest {
+        service_id: "ride.share".to_owned(),
+        consent_id: consent.consent_id.clone(),
+    };
+    service.acknowledge_withdrawal(ack.clone()).await.unwrap();
+    assert_ne!(next_event(&mut events).await.withdrawal_acknowledged_at_unix_ms, 0);
+    let seen = citizen(&mut client, &alice.id).await;
+    assert_ne!(seen.consents[0].withdrawal_acknowledged_at_unix_ms, 0);
+    let twice = service.acknowledge_withdrawal(ack).await.unwrap_err();
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+}

@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 
 /// Enum-typed fields of the public API and the serializer that names their values.
-const ENUM_FIELDS: [(&str, &str); 3] = [
+const ENUM_FIELDS: [(&str, &str); 4] = [
     ("Consent.legal_basis", "legal_basis"),
     ("Consent.status", "consent_status"),
+    ("ServiceConsent.status", "consent_status"),
     ("AccessRecord.outcome", "access_outcome"),
 ];
 

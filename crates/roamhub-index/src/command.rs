@@ -56,6 +56,8 @@ pub enum Command {
     },
     /// An operation on one citizen's own records, signed by the citizen.
     Citizen { citizen_id: CitizenId, op: CitizenOp, auth: CitizenAuth },
+    /// A service confirms it has seen a consent's withdrawal and stopped using the data.
+    AcknowledgeWithdrawal { service_id: ServiceId, consent_id: ConsentId },
     /// The home city's operator replaces a citizen's lost keys with a new one.
     RecoverKey { citizen_id: CitizenId, public_key: PublicKey, by_city: CityId },
     /// A service asks for a citizen's pointers; always leaves an access record.
@@ -151,6 +153,7 @@ impl Command {
             Command::RecoverKey { .. } => "recover_key",
             Command::Resolve(_) => "resolve",
             Command::ResolveBatch(_) => "resolve_batch",
+            Command::AcknowledgeWithdrawal { .. } => "acknowledge_withdrawal",
         }
     }
 
@@ -172,7 +175,7 @@ impl Command {
                 })
             }
             Command::Citizen { op, .. } => op.check(),
-            Command::RecoverKey { .. } => Ok(()),
+            Command::RecoverKey { .. } | Command::AcknowledgeWithdrawal { .. } => Ok(()),
             Command::Resolve(args) => check_attributes("attributes", &args.attributes, 0),
             Command::ResolveBatch(batch) => {
                 check_count("resolutions", batch.len(), 1, RESOLVE_BATCH_MAX)?;

@@ -39,6 +39,8 @@ pub struct Index {
     next_access_record: u64,
     /// How many citizens have been erased; each node compacts its storage when it grows.
     erasures: u64,
+    /// Whose each consent is; mirrors `Citizen::consents`.
+    consent_owners: BTreeMap<ConsentId, CitizenId>,
 }
 
 impl Index {
@@ -64,6 +66,9 @@ impl Index {
                     citizen.next_sequence += 1;
                 }
                 Ok(response)
+            }
+            Command::AcknowledgeWithdrawal { service_id, consent_id } => {
+                self.acknowledge_withdrawal(service_id, *consent_id, now)
             }
             Command::RecoverKey { citizen_id, public_key, by_city } => {
                 self.recover_key(citizen_id, public_key, by_city, now)
@@ -92,7 +97,21 @@ impl Index {
             }
             Query::Members => Ok(QueryAnswer::Members(self.members.values().cloned().collect())),
             Query::Services => Ok(QueryAnswer::Services(self.services.values().cloned().collect())),
+            Query::ConsentsOfService(service_id) => {
+                Ok(QueryAnswer::Consents(self.consents_of_service(service_id).cloned().collect()))
+            }
         }
+    }
+
+    /// Every consent given to `service_id`, in consent order.
+    pub fn consents_of_service<'a>(
+        &'a self,
+        service_id: &'a ServiceId,
+    ) -> impl Iterator<Item = &'a Consent> + 'a {
+        self.consent_owners.iter().filter_map(move |(consent_id, citizen_id)| {
+            let consent = self.citizens.get(citizen_id)?.consents.get(consent_id)?;
+            (&consent.service_id == service_id).then_some(consent)
+        })
     }
 
     fn access_log_page(&self, page: &AccessLogPage) -> Vec<AccessRecord> {
@@ -283,6 +302,9 @@ impl Index {
         if let Some(citizen) = self.citizens.remove(citizen_id) {
             for identifier in &citizen.identifiers {
                 self.identifiers.remove(identifier);
+            }
+            for consent_id in citizen.consents.keys() {
+                self.consent_owners.remove(consent_id);
             }
         }
         self.access_logs.remove(citizen_id);
@@ -480,8 +502,10 @@ impl Index {
             given_at_unix_ms: now,
             state: ConsentState::Given,
             identity_scheme: grant.identity_scheme.clone(),
+            withdrawal_acknowledged_at_unix_ms: None,
         };
         self.next_consent += 1;
+        self.consent_owners.insert(consent.consent_id, citizen_id.clone());
         self.citizen_mut(citizen_id).consents.insert(consent.consent_id, consent.clone());
         Ok(Response::Consent(consent))
     }
@@ -530,6 +554,33 @@ impl Index {
 
     /// Decides one resolution and records it; refuses, changing nothing, only when no
     /// citizen has the identifier.
+    /// Records that a service saw a withdrawal; only the service the consent was given to,
+    /// only once, and only after the withdrawal.
+    fn acknowledge_withdrawal(
+        &mut self,
+        service_id: &ServiceId,
+        consent_id: ConsentId,
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        let owner = self.consent_owners.get(&consent_id).cloned();
+        let consent = owner
+            .and_then(|citizen_id| self.citizens.get_mut(&citizen_id))
+            .and_then(|citizen| citizen.consents.get_mut(&consent_id))
+            .filter(|consent| &consent.service_id == service_id)
+            .ok_or_else(|| {
+                IndexError::not_found("consent_id", "no such consent for this service")
+            })?;
+        if consent.withdrawn_at_unix_ms().is_none() {
+            return Err(IndexError::precondition("consent_id", "the consent is not withdrawn"));
+        }
+        if consent.withdrawal_acknowledged_at_unix_ms.is_some() {
+            return Err(IndexError::precondition("consent_id", "already acknowledged"));
+        }
+
+        consent.withdrawal_acknowledged_at_unix_ms = Some(now);
+        Ok(Response::Consent(consent.clone()))
+    }
+
     fn resolve(&mut self, args: &ResolveArgs, now: u64) -> Result<Resolution, IndexError> {
         let Some(citizen_id) = self.identifiers.get(&args.identifier).cloned() else {
             return Err(IndexError::not_found("identifier", "no citizen has this identifier"));
@@ -637,6 +688,9 @@ impl Index {
         for (consent_id, consent) in &citizen.consents {
             if consent_id != &consent.consent_id || consent_id.0 >= self.next_consent {
                 return Err(format!("consent {consent_id} is misnumbered"));
+            }
+            if self.consent_owners.get(consent_id) != Some(&citizen.citizen_id) {
+                return Err(format!("consent {consent_id} has no owner entry"));
             }
             if consent.citizen_id != citizen.citizen_id {
                 return Err(format!("consent {consent_id} names another citizen"));

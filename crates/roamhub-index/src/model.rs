@@ -171,6 +171,8 @@ pub struct Consent {
     pub state: ConsentState,
     /// The one identifier scheme by which the service may know the citizen; any when `None`.
     pub identity_scheme: Option<String>,
+    /// When the service confirmed it saw the withdrawal.
+    pub withdrawal_acknowledged_at_unix_ms: Option<u64>,
 }
 
 impl Consent {

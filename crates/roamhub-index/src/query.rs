@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CitizenId, Purpose, ServiceId};
-use crate::model::{AccessRecord, Citizen, Member, Service};
+use crate::model::{AccessRecord, Citizen, Consent, Member, Service};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Query {
@@ -12,6 +12,8 @@ pub enum Query {
     AccessLog(AccessLogPage),
     Members,
     Services,
+    /// Every consent ever given to a service, withdrawn ones included.
+    ConsentsOfService(ServiceId),
 }
 
 /// Which access records to read.
@@ -32,4 +34,5 @@ pub enum QueryAnswer {
     AccessLog(Vec<AccessRecord>),
     Members(Vec<Member>),
     Services(Vec<Service>),
+    Consents(Vec<Consent>),
 }

@@ -476,3 +476,32 @@ fn a_batch_decides_and_records_each_resolution_on_its_own() {
     assert!(outcomes[2].is_ok());
     assert_eq!(access_log(&index).len(), 2, "the unknown identifier left no record");
 }
+
+#[test]
+fn only_the_consents_service_acknowledges_its_withdrawal_once() {
+    let mut index = seeded();
+    let Response::Consent(consent) =
+        alice_does(&mut index, T0 + 1, grant(&["mobility.trips"], None)).unwrap()
+    else {
+        panic!("grant answers the consent");
+    };
+    let ack = |service: &str| Command::AcknowledgeWithdrawal {
+        service_id: ServiceId::parse("service_id", service).unwrap(),
+        consent_id: consent.consent_id,
+    };
+    let early = apply(&mut index, T0 + 2, ack("ride.share")).unwrap_err();
+    assert!(matches!(early, IndexError::Precondition { .. }), "{early}");
+
+    let withdraw = CitizenOp::WithdrawConsent { consent_id: consent.consent_id };
+    alice_does(&mut index, T0 + 3, withdraw).unwrap();
+    assert!(matches!(
+        apply(&mut index, T0 + 4, ack("bike.share")),
+        Err(IndexError::NotFound { .. })
+    ));
+    let Response::Consent(acknowledged) = apply(&mut index, T0 + 5, ack("ride.share")).unwrap()
+    else {
+        panic!("acknowledgement answers the consent");
+    };
+    assert_eq!(acknowledged.withdrawal_acknowledged_at_unix_ms, Some(T0 + 5));
+    assert!(apply(&mut index, T0 + 6, ack("ride.share")).is_err(), "only once");
+}

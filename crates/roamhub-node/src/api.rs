@@ -15,23 +15,28 @@ use roamhub_index::{
 use roamhub_proto::v1 as pb;
 use roamhub_proto::v1::roamhub_server::{Roamhub, RoamhubServer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch as shutdown_watch};
 use tonic::{Request, Response, Status};
 use tracing::{error, info, info_span, instrument};
 
 use crate::config::{
     API_CONCURRENCY_PER_CONNECTION_MAX, API_MESSAGE_BYTES_MAX, API_REQUEST_TIMEOUT,
-    STREAMS_PER_CONNECTION_MAX, incoming,
+    STREAMS_PER_CONNECTION_MAX, WATCH_STREAMS_MAX, incoming,
 };
 use crate::convert;
-use crate::error::OPERATOR_TOKEN_METADATA_KEY;
+use crate::error::{OPERATOR_TOKEN_METADATA_KEY, invalid};
 use crate::identity::IdentifierKey;
 use crate::node::{Node, now_unix_ms};
+use crate::watch::{self, ConsentStream};
 
 type Reply<T> = Result<Response<T>, Status>;
 
 /// Serves the public API, with gRPC health and reflection, until `shutdown` turns true.
-pub async fn serve(node: Arc<Node>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    mut shutdown: shutdown_watch::Receiver<bool>,
+) {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RoamhubServer<Api>>().await;
     tokio::spawn(watch_raft(node.clone(), health));
@@ -47,7 +52,11 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, mut shutdown: watch::
     };
 
     let span = request_span(&node);
-    let api = RoamhubServer::new(Api { node }).max_decoding_message_size(API_MESSAGE_BYTES_MAX);
+    let api = RoamhubServer::new(Api {
+        node,
+        watch_streams: Arc::new(Semaphore::new(WATCH_STREAMS_MAX)),
+    })
+    .max_decoding_message_size(API_MESSAGE_BYTES_MAX);
     let served = tonic::transport::Server::builder()
         .trace_fn(span)
         .timeout(API_REQUEST_TIMEOUT)
@@ -100,6 +109,8 @@ async fn watch_raft(node: Arc<Node>, health: tonic_health::server::HealthReporte
 
 pub struct Api {
     node: Arc<Node>,
+    /// One permit per open consent watch stream.
+    watch_streams: Arc<Semaphore>,
 }
 
 fn unexpected(answer: impl std::fmt::Debug) -> Status {
@@ -356,6 +367,43 @@ impl Roamhub for Api {
         let request = request.into_inner();
         let op = convert::withdraw_consent_op(&request)?;
         self.consent_reply(&request.citizen_id, op, request.signature.as_ref()).await
+    }
+
+    type WatchConsentsStream = ConsentStream;
+
+    #[instrument(skip_all, fields(rpc = "watch_consents"))]
+    async fn watch_consents(
+        &self,
+        request: Request<pb::WatchConsentsRequest>,
+    ) -> Reply<Self::WatchConsentsStream> {
+        let service_id = convert::service_id(&request.get_ref().service_id)?;
+        let permit = self.watch_streams.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!("this node serves {WATCH_STREAMS_MAX} watches"))
+        })?;
+        let stream = watch::watch_consents(self.node.clone(), service_id, permit).await?;
+        Ok(Response::new(stream))
+    }
+
+    // TODO: only the service itself should acknowledge; services are not authenticated
+    // until the API uses mutual TLS with service certificates.
+    #[instrument(skip_all, fields(rpc = "acknowledge_withdrawal"))]
+    async fn acknowledge_withdrawal(
+        &self,
+        request: Request<pb::AcknowledgeWithdrawalRequest>,
+    ) -> Reply<pb::ServiceConsent> {
+        let request = request.into_inner();
+        let service_id = convert::service_id(&request.service_id)?;
+        let consent_id =
+            roamhub_index::ConsentId::parse("consent_id", &request.consent_id).map_err(invalid)?;
+        let command = Command::AcknowledgeWithdrawal { service_id, consent_id };
+        match self.propose(command).await? {
+            Applied::Consent(consent) => {
+                let pseudonym = self.key().pseudonym(&consent.citizen_id, &consent.service_id);
+                let view = convert::pb_service_consent(&consent, pseudonym, now_unix_ms());
+                Ok(Response::new(view))
+            }
+            other => Err(unexpected(other)),
+        }
     }
 
     #[instrument(skip_all, fields(rpc = "resolve"))]

@@ -34,6 +34,10 @@ pub const FORWARD_ATTEMPTS_MAX: u32 = 5;
 pub const RESOLVE_QUEUE_MAX: usize = 4096;
 /// Batches of resolutions a node has proposed and not yet seen committed.
 pub const RESOLVE_BATCHES_IN_FLIGHT_MAX: usize = 4;
+/// Consent watch streams one node serves at once; more are refused as overload.
+pub const WATCH_STREAMS_MAX: usize = 256;
+/// Consents queued for one watcher before its stream applies back-pressure.
+pub const WATCH_STREAM_BUFFERED_MAX: usize = 64;
 /// How long to wait for a leader to be known before trying again.
 pub const LEADER_WAIT: Duration = Duration::from_secs(2);
 /// Connecting to a peer.

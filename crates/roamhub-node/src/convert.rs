@@ -206,6 +206,28 @@ pub fn pb_consent(value: &index::Consent, now_unix_ms: u64) -> pb::Consent {
         given_at_unix_ms: value.given_at_unix_ms,
         withdrawn_at_unix_ms: value.withdrawn_at_unix_ms().unwrap_or_default(),
         identity_scheme: value.identity_scheme.clone().unwrap_or_default(),
+        withdrawal_acknowledged_at_unix_ms: value
+            .withdrawal_acknowledged_at_unix_ms
+            .unwrap_or_default(),
+    }
+}
+
+/// A consent as its service sees it, with the citizen replaced by the service's pseudonym.
+pub fn pb_service_consent(
+    value: &index::Consent,
+    citizen_pseudonym: String,
+    now_unix_ms: u64,
+) -> pb::ServiceConsent {
+    let citizen_view = pb_consent(value, now_unix_ms);
+    pb::ServiceConsent {
+        consent_id: citizen_view.consent_id,
+        citizen_pseudonym,
+        purpose: citizen_view.purpose,
+        attributes: citizen_view.attributes,
+        status: citizen_view.status,
+        valid_until_unix_ms: citizen_view.valid_until_unix_ms,
+        withdrawn_at_unix_ms: citizen_view.withdrawn_at_unix_ms,
+        withdrawal_acknowledged_at_unix_ms: citizen_view.withdrawal_acknowledged_at_unix_ms,
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`resolver`]: group commit of resolutions and their access records;
 //! - [`internal`]: the server side of Raft and of forwarded work;
 //! - [`api`]: the public gRPC service;
+//! - [`watch`]: consent watch streams for services;
 //! - [`convert`]: between protobuf messages and index types;
 //! - [`erasure`]: compacting a node's storage after a citizen is erased;
 //! - [`error`]: why a request failed, mapped once to a gRPC status;
@@ -26,6 +27,7 @@ pub mod internal;
 pub mod network;
 pub mod node;
 pub mod resolver;
+pub mod watch;
 
 pub use config::{BootstrapMember, NodeConfig, RaftTiming};
 pub use node::{Node, RunningNode};

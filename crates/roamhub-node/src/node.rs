@@ -218,6 +218,10 @@ impl Node {
         &self.city_id
     }
 
+    pub fn reader(&self) -> &IndexReader {
+        &self.reader
+    }
+
     pub fn identifier_key(&self) -> &IdentifierKey {
         &self.config.identifier_key
     }

@@ -9,8 +9,9 @@ use std::sync::{Arc, RwLock};
 
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, RaftSnapshotBuilder, StorageIOError};
-use roamhub_index::{Index, IndexError, Query, QueryAnswer};
+use roamhub_index::{Consent, Index, IndexError, Query, QueryAnswer, Response};
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 use tracing::{info, instrument};
 
 use crate::codec::{CodecError, decode, encode};
@@ -46,15 +47,25 @@ pub enum OpenError {
     Snapshot(#[from] CodecError),
 }
 
+/// Consent changes kept for watchers that fall behind; one further behind is told it
+/// lagged and resubscribes.
+pub const CONSENT_EVENTS_BUFFERED_MAX: usize = 1024;
+
 /// Read access to the applied index, shared with the API.
 #[derive(Clone)]
 pub struct IndexReader {
     applied: Arc<RwLock<Applied>>,
+    consent_events: broadcast::Sender<Consent>,
 }
 
 impl IndexReader {
     pub fn query(&self, query: &Query) -> Result<QueryAnswer, IndexError> {
         self.applied.read().expect("index lock is never poisoned").index.query(query)
+    }
+
+    /// Every consent as it is granted, withdrawn or acknowledged on this node from now on.
+    pub fn subscribe_consents(&self) -> broadcast::Receiver<Consent> {
+        self.consent_events.subscribe()
     }
 
     /// Runs `read` against the applied index.
@@ -67,6 +78,8 @@ pub struct StateMachine {
     db: Db,
     snapshots: Tree,
     applied: Arc<RwLock<Applied>>,
+    /// Consents changed by applied commands, for watchers; sent after the change applied.
+    consent_events: broadcast::Sender<Consent>,
 }
 
 impl StateMachine {
@@ -79,11 +92,13 @@ impl StateMachine {
             let stored: StoredSnapshot = decode(&bytes)?;
             applied = decode(&stored.data)?;
         }
-        Ok(StateMachine { db, snapshots, applied: Arc::new(RwLock::new(applied)) })
+        let (consent_events, _) = broadcast::channel(CONSENT_EVENTS_BUFFERED_MAX);
+        let applied = Arc::new(RwLock::new(applied));
+        Ok(StateMachine { db, snapshots, applied, consent_events })
     }
 
     pub fn reader(&self) -> IndexReader {
-        IndexReader { applied: self.applied.clone() }
+        IndexReader { applied: self.applied.clone(), consent_events: self.consent_events.clone() }
     }
 
     fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
@@ -97,15 +112,20 @@ impl StateMachine {
             .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
         Ok(snapshot)
     }
+}
 
-    async fn save_snapshot(&self, stored: &StoredSnapshot) -> Result<(), StorageError> {
-        let signature = Some(stored.meta.signature());
-        self.snapshots
-            .insert(CURRENT_SNAPSHOT_KEY, encode(stored))
-            .map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
-        self.db.flush().await.map_err(|e| StorageIOError::write_snapshot(signature, &e))?;
-        Ok(())
-    }
+/// Stores a snapshot as the current one and fsyncs it.
+async fn save_snapshot(
+    db: &Db,
+    snapshots: &Tree,
+    stored: &StoredSnapshot,
+) -> Result<(), StorageError> {
+    let signature = Some(stored.meta.signature());
+    snapshots
+        .insert(CURRENT_SNAPSHOT_KEY, encode(stored))
+        .map_err(|e| StorageIOError::write_snapshot(signature.clone(), &e))?;
+    db.flush().await.map_err(|e| StorageIOError::write_snapshot(signature, &e))?;
+    Ok(())
 }
 
 /// Builds a snapshot of the state as it is when the builder runs.
@@ -134,12 +154,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         };
 
         let stored = StoredSnapshot { meta: meta.clone(), data };
-        let machine = StateMachine {
-            db: self.machine_db.clone(),
-            snapshots: self.snapshots.clone(),
-            applied: self.applied.clone(),
-        };
-        machine.save_snapshot(&stored).await?;
+        save_snapshot(&self.machine_db, &self.snapshots, &stored).await?;
         info!(snapshot = %meta.snapshot_id, bytes = stored.data.len(), "snapshot built");
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
     }
@@ -165,7 +180,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let outcome = match entry.payload {
                 EntryPayload::Blank => CommandOutcome::Raft,
                 EntryPayload::Normal(request) => {
-                    CommandOutcome::Index(applied.index.apply(&request))
+                    let outcome = applied.index.apply(&request);
+                    if let Ok(Response::Consent(consent)) = &outcome {
+                        // No watcher is fine: a send without receivers is simply dropped.
+                        let _ = self.consent_events.send(consent.clone());
+                    }
+                    CommandOutcome::Index(outcome)
                 }
                 EntryPayload::Membership(membership) => {
                     applied.last_membership = StoredMembership::new(Some(entry.log_id), membership);
@@ -200,7 +220,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
 
         let stored = StoredSnapshot { meta: meta.clone(), data };
-        self.save_snapshot(&stored).await?;
+        save_snapshot(&self.db, &self.snapshots, &stored).await?;
         let mut applied = self.applied.write().expect("index lock is never poisoned");
         *applied = Applied {
             last_applied: meta.last_log_id,

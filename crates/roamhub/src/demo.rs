@@ -203,7 +203,9 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         "pointers must lead to the new store"
     );
 
-    step(9, "She withdraws her consent.");
+    step(9, "She withdraws her consent; the service, watching from Helsinki, acknowledges it.");
+    let watch = pb::WatchConsentsRequest { service_id: SERVICE.to_owned() };
+    let mut watched = helsinki.watch_consents(watch).await.map_err(status_error)?.into_inner();
     let withdraw = pb::WithdrawConsentRequest {
         citizen_id: citizen_id.clone(),
         consent_id: consent.consent_id.clone(),
@@ -211,7 +213,22 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     };
     let withdraw = alice.signed(&mut valencia, withdraw).await?;
     valencia.withdraw_consent(withdraw).await.map_err(status_error)?;
-    said(format!("consent {} withdrawn", consent.consent_id));
+    said(format!("consent {} withdrawn in Valencia", consent.consent_id));
+    wait_for_withdrawal(&mut watched, &consent.consent_id).await?;
+    said(format!("{SERVICE} saw the withdrawal on its watch stream"));
+    let ack = pb::AcknowledgeWithdrawalRequest {
+        service_id: SERVICE.to_owned(),
+        consent_id: consent.consent_id.clone(),
+    };
+    helsinki.acknowledge_withdrawal(ack).await.map_err(status_error)?;
+    let lookup = pb::GetCitizenRequest { citizen_id: citizen_id.clone() };
+    let seen = eindhoven.get_citizen(lookup).await.map_err(status_error)?.into_inner();
+    let acknowledged = seen.consents.iter().find(|c| c.consent_id == consent.consent_id);
+    ensure!(
+        acknowledged.is_some_and(|c| c.withdrawal_acknowledged_at_unix_ms != 0),
+        "the acknowledgement should show on her consent"
+    );
+    said("she sees, from Eindhoven, that the service acknowledged it");
 
     step(10, "Every city now refuses the service.");
     for (position, client) in
@@ -270,6 +287,28 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         _ => bail!("an erased citizen is still found"),
     }
     Ok(())
+}
+
+/// How long a watching service may wait for a withdrawal to reach it.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads a service's watch stream until the consent shows as withdrawn.
+async fn wait_for_withdrawal(
+    watched: &mut tonic::Streaming<pb::ServiceConsent>,
+    consent_id: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WATCH_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let event = tokio::time::timeout(left, watched.message())
+            .await
+            .context("the withdrawal did not reach the watching service in time")?
+            .map_err(status_error)?
+            .context("the watch stream ended")?;
+        if event.consent_id == consent_id && event.status == pb::ConsentStatus::Withdrawn as i32 {
+            return Ok(());
+        }
+    }
 }
 
 /// How long a city may take to compact its storage after an erasure.
