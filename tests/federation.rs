@@ -423,3 +423,92 @@ async fn a_watching_service_sees_and_acknowledges_a_withdrawal() {
     let twice = service.acknowledge_withdrawal(ack).await.unwrap_err();
     assert_eq!(twice.code(), Code::FailedPrecondition);
 }
+
+/// Oversized and malformed messages are refused with a clear status and leave the node
+/// serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_malformed_messages_are_refused() {
+    let test = start_ready(&[]).await;
+    let mut client = test.federation.client(1).await.unwrap();
+
+    let huge = pb::RegisterServiceRequest {
+        service_id: "big.service".to_owned(),
+        organisation: "x".repeat(400 * 1024),
+        declarations: Vec::new(),
+    };
+    let status = client.register_service(huge).await.unwrap_err();
+    assert!(
+        matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{:?}: {}",
+        status.code(),
+        status.message()
+    );
+
+    let long_text = pb::RegisterServiceRequest {
+        service_id: "long.service".to_owned(),
+        organisation: "x".repeat(1000),
+        declarations: vec![pb::PurposeDeclaration {
+            purpose: "trip-planning".to_owned(),
+            attributes: vec!["mobility.trips".to_owned()],
+        }],
+    };
+    let status = client.register_service(long_text).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(status.metadata().get("roamhub-field").unwrap(), "organisation");
+
+    let mut raw = tonic::client::Grpc::new(
+        tonic::transport::Channel::from_shared(format!(
+            "http://{}",
+            test.federation.nodes[1].api_addr
+        ))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap(),
+    );
+    raw.ready().await.unwrap();
+    let garbage = RawBytes(vec![0xff; 64]);
+    let path = "/roamhub.v1.Roamhub/GetCitizen".parse().unwrap();
+    let codec = tonic_prost::ProstCodec::<RawBytes, pb::Citizen>::default();
+    let status = raw.unary(tonic::Request::new(garbage), path, codec).await.unwrap_err();
+    // tonic itself answers undecodable protobuf, with Internal and a decode message.
+    assert_eq!(status.code(), Code::Internal, "{}", status.message());
+    assert!(status.message().contains("decode"), "{}", status.message());
+
+    let still = support::status(&mut client).await;
+    assert!(still.leader_node_id != 0, "the node still serves");
+}
+
+/// A message whose encoding is whatever bytes it holds, to send malformed protobuf.
+#[derive(Clone, Default, PartialEq)]
+struct RawBytes(Vec<u8>);
+
+impl std::fmt::Debug for RawBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawBytes({})", self.0.len())
+    }
+}
+
+impl prost::Message for RawBytes {
+    fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
+        buf.put_slice(&self.0);
+    }
+
+    fn merge_field(
+        &mut self,
+        _tag: u32,
+        _wire_type: prost::encoding::WireType,
+        _buf: &mut impl prost::bytes::Buf,
+        _ctx: prost::encoding::DecodeContext,
+    ) -> Result<(), prost::DecodeError> {
+        Ok(())
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+}
