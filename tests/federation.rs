@@ -512,3 +512,60 @@ impl prost::Message for RawBytes {
         self.0.clear();
     }
 }
+
+/// A grant answers a consent receipt with the Kantara and ISO 27560 fields, signed by the
+/// node that took it; a tampered receipt no longer verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_yields_a_receipt_signed_by_the_granting_city() {
+    let test = start_ready(&[]).await;
+    let mut client = test.federation.client(1).await.unwrap();
+    register_service(&mut client).await;
+    let alice = register_citizen(&mut client, "fi-helsinki", "HEL-9").await;
+    let grant = pb::GrantConsentRequest {
+        citizen_id: alice.id.clone(),
+        service_id: "ride.share".to_owned(),
+        purpose: "trip-planning".to_owned(),
+        attributes: vec!["mobility.trips".to_owned(), "mobility.pass".to_owned()],
+        ..Default::default()
+    };
+    let grant = alice.key.signed(&mut client, grant).await.unwrap();
+    let consent = client.grant_consent(grant).await.unwrap().into_inner();
+    let receipt = consent.receipt.expect("a receipt");
+
+    let issuer_key = support::status(&mut client).await.receipt_public_key;
+    roamhub::keystore::verify_receipt(&receipt, &issuer_key).unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&receipt.receipt_json).unwrap();
+    for field in [
+        "version",
+        "jurisdiction",
+        "consent_timestamp_unix_ms",
+        "collection_method",
+        "consent_receipt_id",
+        "pii_principal_id",
+        "pii_controllers",
+        "services",
+        "sensitive",
+    ] {
+        assert!(body.get(field).is_some(), "the receipt lacks {field}");
+    }
+    assert_eq!(body["jurisdiction"], "FI");
+    assert_eq!(body["legal_basis"], "dpv:Consent");
+    assert_eq!(body["services"][0]["purposes"][0]["pii_category"][1], "mobility.pass");
+
+    let mut forged = receipt.clone();
+    forged.receipt_json = forged.receipt_json.replace_range_with("mobility.pass", "health.records");
+    assert!(roamhub::keystore::verify_receipt(&forged, &issuer_key).is_err());
+    let other_city = support::status(&mut test.federation.client(0).await.unwrap()).await;
+    assert!(roamhub::keystore::verify_receipt(&receipt, &other_city.receipt_public_key).is_err());
+}
+
+/// Byte-string replacement, for tampering with a receipt.
+trait ReplaceBytes {
+    fn replace_range_with(&self, from: &str, to: &str) -> Vec<u8>;
+}
+
+impl ReplaceBytes for Vec<u8> {
+    fn replace_range_with(&self, from: &str, to: &str) -> Vec<u8> {
+        String::from_utf8_lossy(self).replace(from, to).into_bytes()
+    }
+}

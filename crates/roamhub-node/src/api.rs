@@ -27,6 +27,7 @@ use crate::convert;
 use crate::error::{OPERATOR_TOKEN_METADATA_KEY, invalid};
 use crate::identity::IdentifierKey;
 use crate::node::{Node, now_unix_ms};
+use crate::receipt::Issuer;
 use crate::watch::{self, ConsentStream};
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -356,7 +357,24 @@ impl Roamhub for Api {
     async fn grant_consent(&self, request: Request<pb::GrantConsentRequest>) -> Reply<pb::Consent> {
         let request = request.into_inner();
         let op = convert::grant_consent_op(&request)?;
-        self.consent_reply(&request.citizen_id, op, request.signature.as_ref()).await
+        let consent =
+            match self.citizen_op(&request.citizen_id, op, request.signature.as_ref()).await? {
+                Applied::Consent(consent) => consent,
+                other => return Err(unexpected(other)),
+            };
+
+        let organisation = self.node.reader().with_index(|index| {
+            index.service(&consent.service_id).map(|s| s.organisation.clone()).unwrap_or_default()
+        });
+        let issuer = Issuer {
+            city_id: self.node.city_id().as_str(),
+            country: &self.node.city_id().country(),
+            node_id: self.node.node_id(),
+            organisation: &organisation,
+        };
+        let mut reply = convert::pb_consent(&consent, now_unix_ms());
+        reply.receipt = Some(self.node.receipt_key().receipt(&consent, &issuer));
+        Ok(Response::new(reply))
     }
 
     #[instrument(skip_all, fields(rpc = "withdraw_consent"))]
@@ -505,6 +523,7 @@ impl Roamhub for Api {
             voters: metrics.membership_config.membership().voter_ids().collect(),
             erasures_applied: self.node.erasures_applied(),
             erasures_compacted: self.node.erasures_compacted(),
+            receipt_public_key: self.node.receipt_key().public_key().to_vec(),
         }))
     }
 }

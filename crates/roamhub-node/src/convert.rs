@@ -209,6 +209,7 @@ pub fn pb_consent(value: &index::Consent, now_unix_ms: u64) -> pb::Consent {
         withdrawal_acknowledged_at_unix_ms: value
             .withdrawal_acknowledged_at_unix_ms
             .unwrap_or_default(),
+        receipt: None,
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`config`]: what a node is started with, and the named bounds it runs under;
 //! - [`node`]: starting a node, proposing commands, reading, and status;
 //! - [`network`]: the client side of Raft between nodes;
+//! - [`receipt`]: signed consent receipts;
 //! - [`resolver`]: group commit of resolutions and their access records;
 //! - [`internal`]: the server side of Raft and of forwarded work;
 //! - [`api`]: the public gRPC service;
@@ -26,6 +27,7 @@ pub mod identity;
 pub mod internal;
 pub mod network;
 pub mod node;
+pub mod receipt;
 pub mod resolver;
 pub mod watch;
 

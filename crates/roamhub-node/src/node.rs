@@ -30,6 +30,7 @@ use crate::config::{
 use crate::error::NodeError;
 use crate::identity::IdentifierKey;
 use crate::network::{ChannelPool, Network, from_message, to_message};
+use crate::receipt::ReceiptKey;
 use crate::{api, erasure, internal, resolver};
 
 pub type Raft = openraft::Raft<TypeConfig>;
@@ -77,6 +78,8 @@ pub struct Node {
     reader: IndexReader,
     /// The database under Raft's storage, for compaction after erasures.
     db: Db,
+    /// Signs consent receipts.
+    receipt_key: ReceiptKey,
     /// Resolutions waiting for their batch; see `resolver`.
     resolve_jobs: mpsc::Sender<resolver::Job>,
     /// Channels to leaders' `Forward` service, by Raft address; apart from Raft traffic.
@@ -113,6 +116,7 @@ impl Node {
             .await
             .with_context(|| format!("binding the API listener on {}", config.api_addr))?;
 
+        let receipt_key = ReceiptKey::load_or_create(&config.data_dir)?;
         let (resolve_jobs, resolve_queue) = mpsc::channel(RESOLVE_QUEUE_MAX);
         let node = Arc::new(Node {
             node_id: config.node_id,
@@ -121,6 +125,7 @@ impl Node {
             raft,
             reader,
             db: storage.db,
+            receipt_key,
             resolve_jobs,
             forward_channels: ChannelPool::new(FORWARD_TIMEOUT),
         });
@@ -216,6 +221,10 @@ impl Node {
 
     pub fn city_id(&self) -> &CityId {
         &self.city_id
+    }
+
+    pub fn receipt_key(&self) -> &ReceiptKey {
+        &self.receipt_key
     }
 
     pub fn reader(&self) -> &IndexReader {

@@ -264,7 +264,12 @@ async fn consent(session: &mut Session, command: ConsentCommand) -> anyhow::Resu
                 })
                 .await?;
             let consent = session.client.grant_consent(request).await.map_err(status_error)?;
-            emit(json, &consent.into_inner(), print_consent)
+            let consent = consent.into_inner();
+            if let Some(receipt) = &consent.receipt {
+                let path = session.keystore.save_receipt(&consent.consent_id, receipt)?;
+                eprintln!("receipt kept in {}", path.display());
+            }
+            emit(json, &consent, print_consent)
         }
         ConsentCommand::Withdraw { citizen_id, consent_id } => {
             let request = session

@@ -15,7 +15,7 @@ use crate::client::{
     Client, export, print_access_record, print_member, status_error, verify_access_chain,
     whole_access_log,
 };
-use crate::keystore::CitizenKey;
+use crate::keystore::{CitizenKey, verify_receipt};
 use crate::local::{City, LocalFederation};
 
 const CITIES: [City; 3] = [
@@ -154,6 +154,13 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     let grant = alice.signed(&mut eindhoven, grant).await?;
     let consent = eindhoven.grant_consent(grant).await.map_err(status_error)?.into_inner();
     said(format!("consent {} given", consent.consent_id));
+    let receipt = consent.receipt.as_ref().context("a grant answers a receipt")?;
+    let issuer = eindhoven.node_status(pb::NodeStatusRequest {}).await.map_err(status_error)?;
+    verify_receipt(receipt, &issuer.get_ref().receipt_public_key)?;
+    said(format!(
+        "her receipt ({} bytes of Kantara/ISO 27560 JSON) carries Eindhoven's verified signature",
+        receipt.receipt_json.len()
+    ));
 
     step(5, "An operator in Helsinki tries to withdraw it for her, without her key.");
     let forged = forged_withdrawal(&mut helsinki, &citizen_id, &consent.consent_id, &alice).await?;

@@ -214,6 +214,35 @@ impl Keystore {
     }
 }
 
+impl Keystore {
+    /// Keeps a consent receipt beside the keys, as `receipts/<consent_id>.json`.
+    pub fn save_receipt(
+        &self,
+        consent_id: &str,
+        receipt: &pb::ConsentReceipt,
+    ) -> anyhow::Result<PathBuf> {
+        let dir = self.dir.join("receipts");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let body: serde_json::Value = serde_json::from_slice(&receipt.receipt_json)?;
+        let kept = serde_json::json!({
+            "receipt": body,
+            "receipt_json": String::from_utf8_lossy(&receipt.receipt_json),
+            "signature_hex": hex::encode(&receipt.signature),
+            "public_key_hex": hex::encode(&receipt.public_key),
+        });
+        let path = dir.join(format!("{consent_id}.json"));
+        write_private(&path, serde_json::to_string_pretty(&kept)?.as_bytes())?;
+        Ok(path)
+    }
+}
+
+/// Checks a receipt's signature against the key of the node that issued it.
+pub fn verify_receipt(receipt: &pb::ConsentReceipt, node_public_key: &[u8]) -> anyhow::Result<()> {
+    let key = roamhub_index::PublicKey::parse("public_key", node_public_key)?;
+    signing::verify(&key, &receipt.receipt_json, &receipt.signature)?;
+    Ok(())
+}
+
 fn default_home() -> anyhow::Result<PathBuf> {
     if let Ok(home) = std::env::var("ROAMHUB_HOME") {
         return Ok(PathBuf::from(home));
