@@ -105,6 +105,24 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
         "CONSENT_STATUS_WITHDRAWN"
     );
 
+    let token = "ehv-operator-secret";
+    let limit =
+        ["federation", "set-consent-lifetime-max", "--days", "30", "--operator-token", token];
+    roamhub(node, &limit).await.unwrap();
+    let again = roamhub(node, &grant).await.unwrap();
+    let again_id = again["consent_id"].as_str().unwrap();
+    let thirty_days = again["valid_from_unix_ms"].as_u64().unwrap() + 30 * 86_400_000;
+    assert_eq!(again["valid_until_unix_ms"].as_u64().unwrap(), thirty_days, "capped");
+    let renewed = roamhub(node, &["consent", "renew", id, again_id]).await.unwrap();
+    assert_eq!(renewed["status"], "CONSENT_STATUS_RENEWED");
+    let eindhoven = test.federation.nodes[0].api_addr.clone();
+    let revoke = ["consent", "revoke", again_id, "--operator-token", token];
+    let not_home = roamhub(node, &revoke).await.unwrap_err();
+    assert!(not_home.contains("PermissionDenied"), "{not_home}");
+    let revoked = roamhub(&eindhoven, &revoke).await.unwrap();
+    assert_eq!(revoked["status"], "CONSENT_STATUS_REVOKED");
+    assert_eq!(revoked["revoked_by_city"], "nl-eindhoven");
+
     roamhub(node, &["citizen", "move", id, "--to-city", "es-valencia"]).await.unwrap();
     let shown = roamhub(node, &["citizen", "show", id]).await.unwrap();
     assert_eq!(shown["home_city"], "es-valencia");
@@ -158,6 +176,7 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
     let export = roamhub(node, &["citizen", "export", id]).await.unwrap();
     assert_eq!(export["format"], "roamhub-citizen-export/v1");
     assert_eq!(export["access_log"].as_array().unwrap().len(), 2);
+    assert_eq!(export["citizen"]["consents"].as_array().unwrap().len(), 2);
     assert_eq!(export["access_log_chain_holds"], true);
     let erased = roamhub(node, &["citizen", "erase", id]).await.unwrap();
     assert_eq!(erased["erasures"], 1);

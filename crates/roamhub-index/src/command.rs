@@ -56,6 +56,11 @@ pub enum Command {
     },
     /// An operation on one citizen's own records, signed by the citizen.
     Citizen { citizen_id: CitizenId, op: CitizenOp, auth: CitizenAuth },
+    /// The citizen's home city ends a consent on its own authority, e.g. for an unlawful
+    /// service; the citizen sees it as revoked.
+    RevokeConsent { consent_id: ConsentId, by_city: CityId },
+    /// Sets the longest a consent may last from its start, federation-wide; `None` lifts it.
+    SetConsentLifetimeMax { lifetime_max_ms: Option<u64> },
     /// A service confirms it has seen a consent's withdrawal and stopped using the data.
     AcknowledgeWithdrawal { service_id: ServiceId, consent_id: ConsentId },
     /// The home city's operator replaces a citizen's lost keys with a new one.
@@ -81,6 +86,11 @@ pub enum CitizenOp {
     GrantConsent(ConsentGrant),
     WithdrawConsent {
         consent_id: ConsentId,
+    },
+    /// Gives a consent again with a new end of validity; `None` means until withdrawn.
+    RenewConsent {
+        consent_id: ConsentId,
+        valid_until_unix_ms: Option<u64>,
     },
     /// Adds a key, e.g. on a new device; signed with an existing key.
     AddKey {
@@ -129,6 +139,8 @@ pub enum Response {
     Resolution(Resolution),
     /// One outcome per resolution of a batch, in order.
     Resolutions(Vec<Result<Resolution, IndexError>>),
+    /// A federation policy changed.
+    PolicySet,
     /// The citizen is gone; `erasures` counts every erasure the index has applied.
     Erased {
         erasures: u64,
@@ -154,6 +166,9 @@ impl Command {
             Command::Resolve(_) => "resolve",
             Command::ResolveBatch(_) => "resolve_batch",
             Command::AcknowledgeWithdrawal { .. } => "acknowledge_withdrawal",
+            Command::RevokeConsent { .. } => "revoke_consent",
+            Command::SetConsentLifetimeMax { .. } => "set_consent_lifetime_max",
+            Command::Citizen { op: CitizenOp::RenewConsent { .. }, .. } => "renew_consent",
         }
     }
 
@@ -175,7 +190,13 @@ impl Command {
                 })
             }
             Command::Citizen { op, .. } => op.check(),
-            Command::RecoverKey { .. } | Command::AcknowledgeWithdrawal { .. } => Ok(()),
+            Command::RecoverKey { .. }
+            | Command::AcknowledgeWithdrawal { .. }
+            | Command::RevokeConsent { .. } => Ok(()),
+            Command::SetConsentLifetimeMax { lifetime_max_ms } => match lifetime_max_ms {
+                Some(0) => Err(IndexError::invalid("lifetime_max_ms", "must be positive")),
+                _ => Ok(()),
+            },
             Command::Resolve(args) => check_attributes("attributes", &args.attributes, 0),
             Command::ResolveBatch(batch) => {
                 check_count("resolutions", batch.len(), 1, RESOLVE_BATCH_MAX)?;
@@ -212,6 +233,7 @@ impl CitizenOp {
             | CitizenOp::WithdrawConsent { .. }
             | CitizenOp::AddKey { .. }
             | CitizenOp::RemoveKey { .. }
+            | CitizenOp::RenewConsent { .. }
             | CitizenOp::Erase => Ok(()),
         }
     }

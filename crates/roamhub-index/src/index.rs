@@ -39,6 +39,8 @@ pub struct Index {
     next_access_record: u64,
     /// How many citizens have been erased; each node compacts its storage when it grows.
     erasures: u64,
+    /// The longest a consent may last from its start, when the federation sets a limit.
+    consent_lifetime_max_ms: Option<u64>,
     /// Whose each consent is; mirrors `Citizen::consents`.
     consent_owners: BTreeMap<ConsentId, CitizenId>,
 }
@@ -66,6 +68,13 @@ impl Index {
                     citizen.next_sequence += 1;
                 }
                 Ok(response)
+            }
+            Command::RevokeConsent { consent_id, by_city } => {
+                self.revoke_consent(*consent_id, by_city, now)
+            }
+            Command::SetConsentLifetimeMax { lifetime_max_ms } => {
+                self.consent_lifetime_max_ms = *lifetime_max_ms;
+                Ok(Response::PolicySet)
             }
             Command::AcknowledgeWithdrawal { service_id, consent_id } => {
                 self.acknowledge_withdrawal(service_id, *consent_id, now)
@@ -293,6 +302,9 @@ impl Index {
                 self.add_key(citizen_id, public_key, signed_by, now)
             }
             CitizenOp::Erase => Ok(self.erase(citizen_id)),
+            CitizenOp::RenewConsent { consent_id, valid_until_unix_ms } => {
+                self.renew_consent(citizen_id, *consent_id, *valid_until_unix_ms, now)
+            }
             CitizenOp::RemoveKey { key_id } => self.remove_key(citizen_id, key_id, signed_by, now),
         }
     }
@@ -498,11 +510,13 @@ impl Index {
             attributes: grant.attributes.clone(),
             legal_basis: grant.legal_basis,
             valid_from_unix_ms: grant.valid_from_unix_ms.unwrap_or(now),
-            valid_until_unix_ms: grant.valid_until_unix_ms,
+            valid_until_unix_ms: self
+                .capped_until(grant.valid_from_unix_ms.unwrap_or(now), grant.valid_until_unix_ms),
             given_at_unix_ms: now,
             state: ConsentState::Given,
             identity_scheme: grant.identity_scheme.clone(),
             withdrawal_acknowledged_at_unix_ms: None,
+            renewed_at_unix_ms: None,
         };
         self.next_consent += 1;
         self.consent_owners.insert(consent.consent_id, citizen_id.clone());
@@ -544,8 +558,8 @@ impl Index {
         let Some(consent) = citizen.consents.get_mut(&consent_id) else {
             return Err(IndexError::not_found("consent_id", "the citizen has no such consent"));
         };
-        if consent.withdrawn_at_unix_ms().is_some() {
-            return Err(IndexError::precondition("consent_id", "already withdrawn"));
+        if consent.is_ended() {
+            return Err(IndexError::precondition("consent_id", "already withdrawn or revoked"));
         }
 
         consent.state = ConsentState::Withdrawn { at_unix_ms: now };
@@ -554,6 +568,66 @@ impl Index {
 
     /// Decides one resolution and records it; refuses, changing nothing, only when no
     /// citizen has the identifier.
+    /// The end of a consent's validity under the federation's lifetime limit.
+    fn capped_until(&self, from: u64, asked: Option<u64>) -> Option<u64> {
+        let limit = self.consent_lifetime_max_ms.map(|max| from.saturating_add(max));
+        match (asked, limit) {
+            (Some(asked), Some(limit)) => Some(asked.min(limit)),
+            (asked, limit) => asked.or(limit),
+        }
+    }
+
+    fn renew_consent(
+        &mut self,
+        citizen_id: &CitizenId,
+        consent_id: ConsentId,
+        valid_until_unix_ms: Option<u64>,
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        if valid_until_unix_ms.is_some_and(|until| until <= now) {
+            return Err(IndexError::invalid("valid_until_unix_ms", "lies in the past"));
+        }
+        let until = self.capped_until(now, valid_until_unix_ms);
+        let citizen = self.citizen_mut(citizen_id);
+        let Some(consent) = citizen.consents.get_mut(&consent_id) else {
+            return Err(IndexError::not_found("consent_id", "the citizen has no such consent"));
+        };
+        if consent.is_ended() {
+            return Err(IndexError::precondition(
+                "consent_id",
+                "an ended consent cannot be renewed",
+            ));
+        }
+
+        consent.valid_until_unix_ms = until;
+        consent.renewed_at_unix_ms = Some(now);
+        Ok(Response::Consent(consent.clone()))
+    }
+
+    /// Ends a consent on the authority of the citizen's home city.
+    fn revoke_consent(
+        &mut self,
+        consent_id: ConsentId,
+        by_city: &CityId,
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        let owner = self.consent_owners.get(&consent_id).cloned();
+        let citizen = owner.and_then(|citizen_id| self.citizens.get_mut(&citizen_id));
+        let Some(citizen) = citizen else {
+            return Err(IndexError::not_found("consent_id", "no such consent"));
+        };
+        if &citizen.home_city != by_city {
+            return Err(IndexError::denied("by_city", "only the citizen's home city may revoke"));
+        }
+        let consent = citizen.consents.get_mut(&consent_id).expect("owners mirror consents");
+        if consent.is_ended() {
+            return Err(IndexError::precondition("consent_id", "the consent has already ended"));
+        }
+
+        consent.state = ConsentState::Revoked { at_unix_ms: now, by_city: by_city.clone() };
+        Ok(Response::Consent(consent.clone()))
+    }
+
     /// Records that a service saw a withdrawal; only the service the consent was given to,
     /// only once, and only after the withdrawal.
     fn acknowledge_withdrawal(
@@ -570,8 +644,8 @@ impl Index {
             .ok_or_else(|| {
                 IndexError::not_found("consent_id", "no such consent for this service")
             })?;
-        if consent.withdrawn_at_unix_ms().is_none() {
-            return Err(IndexError::precondition("consent_id", "the consent is not withdrawn"));
+        if !consent.is_ended() {
+            return Err(IndexError::precondition("consent_id", "the consent has not ended"));
         }
         if consent.withdrawal_acknowledged_at_unix_ms.is_some() {
             return Err(IndexError::precondition("consent_id", "already acknowledged"));

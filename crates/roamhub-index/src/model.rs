@@ -143,10 +143,18 @@ pub enum LegalBasis {
 }
 
 /// The state a consent is stored in; expiry is derived from time, see [`Consent::status_at`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConsentState {
     Given,
-    Withdrawn { at_unix_ms: u64 },
+    /// Withdrawn by the citizen.
+    Withdrawn {
+        at_unix_ms: u64,
+    },
+    /// Ended by someone other than the citizen: the home city's operator.
+    Revoked {
+        at_unix_ms: u64,
+        by_city: CityId,
+    },
 }
 
 /// A consent's status as seen at a given moment.
@@ -155,6 +163,10 @@ pub enum ConsentStatus {
     Given,
     Withdrawn,
     Expired,
+    /// Ended by someone other than the citizen.
+    Revoked,
+    /// Given again by the citizen with a new validity.
+    Renewed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,29 +185,38 @@ pub struct Consent {
     pub identity_scheme: Option<String>,
     /// When the service confirmed it saw the withdrawal.
     pub withdrawal_acknowledged_at_unix_ms: Option<u64>,
+    /// When the citizen last renewed the consent with a new validity.
+    pub renewed_at_unix_ms: Option<u64>,
 }
 
 impl Consent {
     pub fn status_at(&self, now_unix_ms: u64) -> ConsentStatus {
-        match self.state {
+        match &self.state {
             ConsentState::Withdrawn { .. } => ConsentStatus::Withdrawn,
+            ConsentState::Revoked { .. } => ConsentStatus::Revoked,
             ConsentState::Given if self.valid_until_unix_ms.is_some_and(|t| now_unix_ms >= t) => {
                 ConsentStatus::Expired
             }
+            ConsentState::Given if self.renewed_at_unix_ms.is_some() => ConsentStatus::Renewed,
             ConsentState::Given => ConsentStatus::Given,
         }
     }
 
+    /// Whether the consent has ended for good, by withdrawal or revocation.
+    pub fn is_ended(&self) -> bool {
+        !matches!(self.state, ConsentState::Given)
+    }
+
     /// Whether the consent allows use at `now_unix_ms`.
     pub fn is_valid_at(&self, now_unix_ms: u64) -> bool {
-        self.status_at(now_unix_ms) == ConsentStatus::Given
+        matches!(self.status_at(now_unix_ms), ConsentStatus::Given | ConsentStatus::Renewed)
             && self.valid_from_unix_ms <= now_unix_ms
     }
 
     pub fn withdrawn_at_unix_ms(&self) -> Option<u64> {
         match self.state {
             ConsentState::Withdrawn { at_unix_ms } => Some(at_unix_ms),
-            ConsentState::Given => None,
+            ConsentState::Given | ConsentState::Revoked { .. } => None,
         }
     }
 }
@@ -210,6 +231,7 @@ pub enum RefusalReason {
     ConsentExpired,
     ConsentNotYetValid,
     AttributesNotConsented,
+    ConsentRevoked,
     /// The consent names another identity for this service than the one presented.
     IdentityNotShared,
 }
@@ -226,6 +248,7 @@ impl RefusalReason {
             RefusalReason::AttributesNotConsented => {
                 "none of the requested attributes is consented"
             }
+            RefusalReason::ConsentRevoked => "the consent for this purpose was revoked",
             RefusalReason::IdentityNotShared => {
                 "the citizen did not share this identity with the service"
             }

@@ -91,7 +91,8 @@ fn why_nothing_is_consented(
     let mut reason = RefusalReason::NoConsent;
     for consent in matching {
         reason = match consent.status_at(now_unix_ms) {
-            ConsentStatus::Given => RefusalReason::ConsentNotYetValid,
+            ConsentStatus::Given | ConsentStatus::Renewed => RefusalReason::ConsentNotYetValid,
+            ConsentStatus::Revoked => RefusalReason::ConsentRevoked,
             ConsentStatus::Expired => RefusalReason::ConsentExpired,
             ConsentStatus::Withdrawn if reason == RefusalReason::NoConsent => {
                 RefusalReason::ConsentWithdrawn

@@ -505,3 +505,40 @@ fn only_the_consents_service_acknowledges_its_withdrawal_once() {
     assert_eq!(acknowledged.withdrawal_acknowledged_at_unix_ms, Some(T0 + 5));
     assert!(apply(&mut index, T0 + 6, ack("ride.share")).is_err(), "only once");
 }
+
+#[test]
+fn consents_renew_get_revoked_by_the_home_city_and_obey_the_lifetime_limit() {
+    let mut index = seeded();
+    let day = 86_400_000;
+    let limit = Command::SetConsentLifetimeMax { lifetime_max_ms: Some(30 * day) };
+    apply(&mut index, T0, limit).unwrap();
+    let Response::Consent(open_ended) =
+        alice_does(&mut index, T0 + 1, grant(&["mobility.trips"], None)).unwrap()
+    else {
+        panic!("grant answers the consent");
+    };
+    assert_eq!(open_ended.valid_until_unix_ms, Some(T0 + 1 + 30 * day), "capped by the limit");
+
+    let renew = CitizenOp::RenewConsent {
+        consent_id: open_ended.consent_id,
+        valid_until_unix_ms: Some(T0 + 365 * day),
+    };
+    let Response::Consent(renewed) = alice_does(&mut index, T0 + 10 * day, renew).unwrap() else {
+        panic!("renewal answers the consent");
+    };
+    assert_eq!(renewed.valid_until_unix_ms, Some(T0 + 40 * day));
+    assert_eq!(renewed.status_at(T0 + 11 * day), ConsentStatus::Renewed);
+
+    let revoke =
+        |by: &str| Command::RevokeConsent { consent_id: open_ended.consent_id, by_city: city(by) };
+    let err = apply(&mut index, T0 + 11 * day, revoke("be-gent")).unwrap_err();
+    assert!(matches!(err, IndexError::Denied { .. }), "{err}");
+    let Response::Consent(revoked) =
+        apply(&mut index, T0 + 12 * day, revoke("nl-eindhoven")).unwrap()
+    else {
+        panic!("revocation answers the consent");
+    };
+    assert_eq!(revoked.status_at(T0 + 12 * day), ConsentStatus::Revoked);
+    let refused = resolution(apply(&mut index, T0 + 13 * day, resolve(&[])).unwrap());
+    assert_eq!(refused.refused, Some(RefusalReason::ConsentRevoked));
+}

@@ -387,6 +387,44 @@ impl Roamhub for Api {
         self.consent_reply(&request.citizen_id, op, request.signature.as_ref()).await
     }
 
+    #[instrument(skip_all, fields(rpc = "renew_consent"))]
+    async fn renew_consent(&self, request: Request<pb::RenewConsentRequest>) -> Reply<pb::Consent> {
+        let request = request.into_inner();
+        let op = convert::renew_consent_op(&request)?;
+        self.consent_reply(&request.citizen_id, op, request.signature.as_ref()).await
+    }
+
+    #[instrument(skip_all, fields(rpc = "revoke_consent"))]
+    async fn revoke_consent(
+        &self,
+        request: Request<pb::RevokeConsentRequest>,
+    ) -> Reply<pb::Consent> {
+        self.require_operator(&request)?;
+        let consent_id =
+            roamhub_index::ConsentId::parse("consent_id", &request.get_ref().consent_id)
+                .map_err(invalid)?;
+        let command = Command::RevokeConsent { consent_id, by_city: self.node.city_id().clone() };
+        match self.propose(command).await? {
+            Applied::Consent(consent) => {
+                Ok(Response::new(convert::pb_consent(&consent, now_unix_ms())))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    #[instrument(skip_all, fields(rpc = "set_consent_lifetime_max"))]
+    async fn set_consent_lifetime_max(
+        &self,
+        request: Request<pb::SetConsentLifetimeMaxRequest>,
+    ) -> Reply<pb::SetConsentLifetimeMaxResponse> {
+        self.require_operator(&request)?;
+        let lifetime_max_ms = convert::optional_time(request.get_ref().lifetime_max_ms);
+        match self.propose(Command::SetConsentLifetimeMax { lifetime_max_ms }).await? {
+            Applied::PolicySet => Ok(Response::new(pb::SetConsentLifetimeMaxResponse {})),
+            other => Err(unexpected(other)),
+        }
+    }
+
     type WatchConsentsStream = ConsentStream;
 
     #[instrument(skip_all, fields(rpc = "watch_consents"))]

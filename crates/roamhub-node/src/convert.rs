@@ -109,6 +109,12 @@ pub fn erase_op(_request: &pb::EraseCitizenRequest) -> Result<index::CitizenOp, 
     Ok(index::CitizenOp::Erase)
 }
 
+pub fn renew_consent_op(request: &pb::RenewConsentRequest) -> Result<index::CitizenOp, Status> {
+    let consent_id = index::ConsentId::parse("consent_id", &request.consent_id).map_err(invalid)?;
+    let valid_until_unix_ms = optional_time(request.valid_until_unix_ms);
+    Ok(index::CitizenOp::RenewConsent { consent_id, valid_until_unix_ms })
+}
+
 pub fn add_key_op(request: &pb::AddKeyRequest) -> Result<index::CitizenOp, Status> {
     Ok(index::CitizenOp::AddKey { public_key: public_key("public_key", &request.public_key)? })
 }
@@ -192,6 +198,8 @@ pub fn pb_consent(value: &index::Consent, now_unix_ms: u64) -> pb::Consent {
         index::ConsentStatus::Given => pb::ConsentStatus::Given,
         index::ConsentStatus::Withdrawn => pb::ConsentStatus::Withdrawn,
         index::ConsentStatus::Expired => pb::ConsentStatus::Expired,
+        index::ConsentStatus::Revoked => pb::ConsentStatus::Revoked,
+        index::ConsentStatus::Renewed => pb::ConsentStatus::Renewed,
     };
     pb::Consent {
         consent_id: value.consent_id.to_string(),
@@ -210,6 +218,11 @@ pub fn pb_consent(value: &index::Consent, now_unix_ms: u64) -> pb::Consent {
             .withdrawal_acknowledged_at_unix_ms
             .unwrap_or_default(),
         receipt: None,
+        renewed_at_unix_ms: value.renewed_at_unix_ms.unwrap_or_default(),
+        revoked_by_city: match &value.state {
+            index::ConsentState::Revoked { by_city, .. } => by_city.to_string(),
+            _ => String::new(),
+        },
     }
 }
 

@@ -85,6 +85,7 @@ pub fn refused_resolution(reason: RefusalReason, access_record: u64) -> Status {
         RefusalReason::NoConsent
         | RefusalReason::ConsentWithdrawn
         | RefusalReason::ConsentExpired
+        | RefusalReason::ConsentRevoked
         | RefusalReason::ConsentNotYetValid => {
             with_field(Status::permission_denied(message), "purpose")
         }

@@ -22,6 +22,8 @@ impl fmt::Display for NodeAddress {
 /// What applying one log entry produced. Its `Debug` output says only whether a command was
 /// applied or refused, never what it answered.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+// One outcome per applied entry, moved once to the waiting client: its size costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum CommandOutcome {
     /// An index command, applied or refused as a whole.
     Index(Result<Response, IndexError>),

@@ -162,7 +162,7 @@ pub enum CitizenCommand {
     RecoverKey {
         citizen_id: String,
         /// The node's operator token.
-        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN")]
+        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
         operator_token: String,
     },
 }
@@ -208,6 +208,20 @@ pub enum ConsentCommand {
     },
     /// Withdraw a consent.
     Withdraw { citizen_id: String, consent_id: String },
+    /// Give a consent again with a new end of validity.
+    Renew {
+        citizen_id: String,
+        consent_id: String,
+        /// New end of validity, milliseconds since the Unix epoch; until withdrawn if absent.
+        #[arg(long)]
+        valid_until_ms: Option<u64>,
+    },
+    /// Operator of the citizen's home city: end a consent on the city's authority.
+    Revoke {
+        consent_id: String,
+        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: String,
+    },
     /// List a citizen's consents with their status now.
     List { citizen_id: String },
 }
@@ -268,4 +282,11 @@ pub enum FederationCommand {
     Members,
     /// The node's Raft role, leader, term and progress.
     Status,
+    /// Operator: the longest any consent may last, federation-wide (0 lifts the limit).
+    SetConsentLifetimeMax {
+        #[arg(long)]
+        days: u64,
+        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: String,
+    },
 }

@@ -204,15 +204,22 @@ async fn recover_key(
     operator_token: &str,
 ) -> anyhow::Result<pb::Citizen> {
     let new_key = CitizenKey::generate()?;
-    let mut request = tonic::Request::new(pb::RecoverKeyRequest {
+    let request = pb::RecoverKeyRequest {
         citizen_id: citizen_id.to_owned(),
         public_key: new_key.public_key().as_bytes().to_vec(),
-    });
-    let token = operator_token.parse().context("the operator token is not valid metadata")?;
-    request.metadata_mut().insert(OPERATOR_TOKEN_METADATA_KEY, token);
+    };
+    let request = as_operator(request, operator_token)?;
     let citizen = session.client.recover_key(request).await.map_err(status_error)?.into_inner();
     session.keystore.save(citizen_id, &new_key)?;
     Ok(citizen)
+}
+
+/// A request carrying the node's operator token.
+fn as_operator<T>(message: T, operator_token: &str) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    let token = operator_token.parse().context("the operator token is not valid metadata")?;
+    request.metadata_mut().insert(OPERATOR_TOKEN_METADATA_KEY, token);
+    Ok(request)
 }
 
 async fn location(session: &mut Session, command: LocationCommand) -> anyhow::Result<()> {
@@ -276,6 +283,22 @@ async fn consent(session: &mut Session, command: ConsentCommand) -> anyhow::Resu
                 .signed(pb::WithdrawConsentRequest { citizen_id, consent_id, signature: None })
                 .await?;
             let consent = session.client.withdraw_consent(request).await.map_err(status_error)?;
+            emit(json, &consent.into_inner(), print_consent)
+        }
+        ConsentCommand::Renew { citizen_id, consent_id, valid_until_ms } => {
+            let request = pb::RenewConsentRequest {
+                citizen_id,
+                consent_id,
+                valid_until_unix_ms: valid_until_ms.unwrap_or_default(),
+                signature: None,
+            };
+            let request = session.signed(request).await?;
+            let consent = session.client.renew_consent(request).await.map_err(status_error)?;
+            emit(json, &consent.into_inner(), print_consent)
+        }
+        ConsentCommand::Revoke { consent_id, operator_token } => {
+            let request = as_operator(pb::RevokeConsentRequest { consent_id }, &operator_token)?;
+            let consent = session.client.revoke_consent(request).await.map_err(status_error)?;
             emit(json, &consent.into_inner(), print_consent)
         }
         ConsentCommand::List { citizen_id } => {
@@ -423,6 +446,15 @@ async fn federation(
             let reply =
                 client.list_members(pb::ListMembersRequest {}).await.map_err(status_error)?;
             emit(json, &reply.into_inner().members, |all| all.iter().for_each(print_member))
+        }
+        FederationCommand::SetConsentLifetimeMax { days, operator_token } => {
+            let lifetime_max_ms = days.saturating_mul(86_400_000);
+            let request = pb::SetConsentLifetimeMaxRequest { lifetime_max_ms };
+            let request = as_operator(request, &operator_token)?;
+            client.set_consent_lifetime_max(request).await.map_err(status_error)?;
+            emit(json, &serde_json::json!({ "lifetime_max_ms": lifetime_max_ms }), |_| {
+                println!("consents now last at most {days} days (0: no limit)")
+            })
         }
         FederationCommand::Status => {
             let reply = client.node_status(pb::NodeStatusRequest {}).await.map_err(status_error)?;

@@ -156,6 +156,7 @@ citizen_request!(pb::SetLocationRequest, convert::set_location_op);
 citizen_request!(pb::GrantConsentRequest, convert::grant_consent_op);
 citizen_request!(pb::WithdrawConsentRequest, convert::withdraw_consent_op);
 citizen_request!(pb::AddKeyRequest, convert::add_key_op);
+citizen_request!(pb::RenewConsentRequest, convert::renew_consent_op);
 citizen_request!(pb::EraseCitizenRequest, convert::erase_op);
 citizen_request!(pb::RemoveKeyRequest, convert::remove_key_op);
 
