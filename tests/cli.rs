@@ -123,6 +123,29 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
     assert_eq!(revoked["status"], "CONSENT_STATUS_REVOKED");
     assert_eq!(revoked["revoked_by_city"], "nl-eindhoven");
 
+    let switch = [
+        "location",
+        "set",
+        id,
+        "--category",
+        "mobility",
+        "--uri",
+        "https://q.example/m",
+        "--provider",
+        "Q",
+    ];
+    roamhub(node, &switch).await.unwrap();
+    let follow = [
+        "follow",
+        "https://p.example/m/trips",
+        "--service",
+        "ride.share",
+        "--purpose",
+        "trip-planning",
+    ];
+    let refused = roamhub(node, &follow).await.unwrap_err();
+    assert!(refused.contains("PermissionDenied"), "no valid consent is left: {refused}");
+
     roamhub(node, &["citizen", "move", id, "--to-city", "es-valencia"]).await.unwrap();
     let shown = roamhub(node, &["citizen", "show", id]).await.unwrap();
     assert_eq!(shown["home_city"], "es-valencia");
@@ -131,7 +154,10 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
     let log = roamhub(node, &["access-log", id]).await.unwrap();
     let records = log["records"].as_array().unwrap();
     let outcomes: Vec<&str> = records.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
-    assert_eq!(outcomes, ["ACCESS_OUTCOME_REFUSED", "ACCESS_OUTCOME_RELEASED"]);
+    assert_eq!(
+        outcomes,
+        ["ACCESS_OUTCOME_REFUSED", "ACCESS_OUTCOME_REFUSED", "ACCESS_OUTCOME_RELEASED"]
+    );
     let verified = roamhub(node, &["access-log", id, "--verify"]).await.unwrap();
     assert_eq!(verified["chain_holds"], true);
 
@@ -175,7 +201,7 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
         .expect("the recovered key signs");
     let export = roamhub(node, &["citizen", "export", id]).await.unwrap();
     assert_eq!(export["format"], "roamhub-citizen-export/v1");
-    assert_eq!(export["access_log"].as_array().unwrap().len(), 2);
+    assert_eq!(export["access_log"].as_array().unwrap().len(), 3);
     assert_eq!(export["citizen"]["consents"].as_array().unwrap().len(), 2);
     assert_eq!(export["access_log_chain_holds"], true);
     let erased = roamhub(node, &["citizen", "erase", id]).await.unwrap();

@@ -67,6 +67,8 @@ pub enum Command {
     RecoverKey { citizen_id: CitizenId, public_key: PublicKey, by_city: CityId },
     /// A service asks for a citizen's pointers; always leaves an access record.
     Resolve(ResolveArgs),
+    /// A service holding a pointer from before a storage switch asks where the data went.
+    FollowPointer(FollowArgs),
     /// Many resolutions in one Raft entry, each decided and recorded on its own: group
     /// commit, so that access records cost one consensus round per batch, not per request.
     ResolveBatch(Vec<ResolveArgs>),
@@ -114,6 +116,15 @@ pub struct ConsentGrant {
     pub valid_until_unix_ms: Option<u64>,
     /// The one identifier scheme by which the service may know the citizen; any when `None`.
     pub identity_scheme: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowArgs {
+    /// A pointer URI the citizen has since switched away from, or one below it.
+    pub old_uri: String,
+    pub service_id: ServiceId,
+    pub purpose: Purpose,
+    pub via_city: CityId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +176,7 @@ impl Command {
             Command::RecoverKey { .. } => "recover_key",
             Command::Resolve(_) => "resolve",
             Command::ResolveBatch(_) => "resolve_batch",
+            Command::FollowPointer(_) => "follow_pointer",
             Command::AcknowledgeWithdrawal { .. } => "acknowledge_withdrawal",
             Command::RevokeConsent { .. } => "revoke_consent",
             Command::SetConsentLifetimeMax { .. } => "set_consent_lifetime_max",
@@ -198,6 +210,7 @@ impl Command {
                 _ => Ok(()),
             },
             Command::Resolve(args) => check_attributes("attributes", &args.attributes, 0),
+            Command::FollowPointer(args) => check_uri("old_uri", &args.old_uri),
             Command::ResolveBatch(batch) => {
                 check_count("resolutions", batch.len(), 1, RESOLVE_BATCH_MAX)?;
                 batch

@@ -9,16 +9,22 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::access_chain;
-use crate::command::{CitizenOp, Command, ConsentGrant, Request, ResolveArgs, Response};
+use crate::command::{
+    CitizenOp, Command, ConsentGrant, FollowArgs, Request, ResolveArgs, Response,
+};
 use crate::error::IndexError;
-use crate::ids::{Attribute, Category, CitizenId, CityId, ConsentId, Identifier, ServiceId};
+use crate::ids::{
+    Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId,
+};
 use crate::limits::{
-    ACCESS_LOG_PAGE_MAX, CONSENTS_PER_CITIZEN_MAX, IDENTIFIERS_PER_CITIZEN_MAX, KEY_HISTORY_MAX,
-    KEYS_PER_CITIZEN_MAX, LOCATION_HISTORY_MAX, LOCATIONS_PER_CITIZEN_MAX,
+    ACCESS_LOG_PAGE_MAX, CONSENTS_PER_CITIZEN_MAX, FORWARDING_PATH_DEPTH_MAX,
+    IDENTIFIERS_PER_CITIZEN_MAX, KEY_HISTORY_MAX, KEYS_PER_CITIZEN_MAX, LOCATION_HISTORY_MAX,
+    LOCATIONS_PER_CITIZEN_MAX,
 };
 use crate::model::{
     AccessOutcome, AccessRecord, Citizen, CitizenKey, Consent, ConsentState, DataLocation,
-    HomePeriod, KeyChange, KeyEvent, Member, Pointer, PurposeDeclaration, Resolution, Service,
+    HomePeriod, KeyChange, KeyEvent, Member, Pointer, PurposeDeclaration, RefusalReason,
+    Resolution, Service,
 };
 use crate::query::{AccessLogPage, Query, QueryAnswer};
 use crate::resolve::{Decision, decide};
@@ -41,6 +47,8 @@ pub struct Index {
     erasures: u64,
     /// The longest a consent may last from its start, when the federation sets a limit.
     consent_lifetime_max_ms: Option<u64>,
+    /// Earlier pointer URIs, to the citizen and category now stored elsewhere.
+    forwarding: BTreeMap<String, (CitizenId, Category)>,
     /// Whose each consent is; mirrors `Citizen::consents`.
     consent_owners: BTreeMap<ConsentId, CitizenId>,
 }
@@ -83,6 +91,9 @@ impl Index {
                 self.recover_key(citizen_id, public_key, by_city, now)
             }
             Command::Resolve(args) => self.resolve(args, now).map(Response::Resolution),
+            Command::FollowPointer(args) => {
+                self.follow_pointer(args, now).map(Response::Resolution)
+            }
             Command::ResolveBatch(batch) => {
                 let outcomes = batch.iter().map(|args| self.resolve(args, now)).collect();
                 Ok(Response::Resolutions(outcomes))
@@ -318,6 +329,7 @@ impl Index {
             for consent_id in citizen.consents.keys() {
                 self.consent_owners.remove(consent_id);
             }
+            self.forwarding.retain(|_, (owner, _)| owner != citizen_id);
         }
         self.access_logs.remove(citizen_id);
         self.erasures += 1;
@@ -459,11 +471,22 @@ impl Index {
         }
         let mut previous = std::mem::replace(&mut location.current, fresh);
         previous.until_unix_ms = Some(now);
+        let forwarded = previous.uri.clone();
         location.history.push(previous);
-        if location.history.len() > LOCATION_HISTORY_MAX {
-            location.history.remove(0);
+        let dropped = match location.history.len() > LOCATION_HISTORY_MAX {
+            true => Some(location.history.remove(0).uri),
+            false => None,
+        };
+        let answer = Response::Location(location.clone());
+
+        // Services holding the old address are forwarded to the new one while it stays in
+        // the history.
+        let owner = (citizen_id.clone(), category.clone());
+        if let Some(dropped) = dropped.filter(|d| self.forwarding.get(d) == Some(&owner)) {
+            self.forwarding.remove(&dropped);
         }
-        Ok(Response::Location(location.clone()))
+        self.forwarding.insert(forwarded, owner);
+        Ok(answer)
     }
 
     fn move_home(
@@ -566,6 +589,48 @@ impl Index {
         Ok(Response::Consent(consent.clone()))
     }
 
+    /// Resolves an old pointer URI a service still holds to the category's current pointers,
+    /// under the same consent rules as a resolution, and records the access.
+    fn follow_pointer(&mut self, args: &FollowArgs, now: u64) -> Result<Resolution, IndexError> {
+        let Some((citizen_id, category)) = self.forwarding_owner(&args.old_uri) else {
+            return Err(IndexError::not_found("old_uri", "no citizen's data was stored there"));
+        };
+        let citizen = self.citizen(&citizen_id)?;
+        let service = self.services.get(&args.service_id);
+        let decision = decide(citizen, service, &args.purpose, None, &[], now);
+        let decision = match decision {
+            Decision::Release { pointers, unavailable } => {
+                let pointers: Vec<_> =
+                    pointers.into_iter().filter(|p| p.attribute.category() == category).collect();
+                match pointers.is_empty() {
+                    true => Decision::Refuse(RefusalReason::AttributesNotConsented),
+                    false => Decision::Release { pointers, unavailable },
+                }
+            }
+            refused => refused,
+        };
+
+        let asked = Asked {
+            service_id: &args.service_id,
+            purpose: &args.purpose,
+            attributes: &[],
+            via_city: &args.via_city,
+        };
+        Ok(self.record_decision(&citizen_id, &asked, decision, now))
+    }
+
+    /// The owner of an old pointer URI, matching it or any URI below it.
+    fn forwarding_owner(&self, uri: &str) -> Option<(CitizenId, Category)> {
+        let mut candidate = uri.trim_end_matches('/');
+        for _ in 0..FORWARDING_PATH_DEPTH_MAX {
+            if let Some(owner) = self.forwarding.get(candidate) {
+                return Some(owner.clone());
+            }
+            candidate = candidate.rsplit_once('/')?.0;
+        }
+        None
+    }
+
     /// Decides one resolution and records it; refuses, changing nothing, only when no
     /// citizen has the identifier.
     /// The end of a consent's validity under the federation's lifetime limit.
@@ -661,17 +726,35 @@ impl Index {
         };
         let citizen = self.citizen(&citizen_id)?;
         let service = self.services.get(&args.service_id);
-        let scheme = args.identifier.scheme();
+        let scheme = Some(args.identifier.scheme());
         let decision = decide(citizen, service, &args.purpose, scheme, &args.attributes, now);
+        let asked = Asked {
+            service_id: &args.service_id,
+            purpose: &args.purpose,
+            attributes: &args.attributes,
+            via_city: &args.via_city,
+        };
+        Ok(self.record_decision(&citizen_id, &asked, decision, now))
+    }
+
+    /// Appends the access record of a decision to the citizen's hash-chained log and
+    /// returns the resolution that carries it.
+    fn record_decision(
+        &mut self,
+        citizen_id: &CitizenId,
+        asked: &Asked<'_>,
+        decision: Decision,
+        now: u64,
+    ) -> Resolution {
+        let home_city = self.citizens.get(citizen_id).map(|c| c.home_city.clone());
         let mut resolution = Resolution {
             citizen_id: citizen_id.clone(),
             access_record: self.next_access_record,
-            home_city: citizen.home_city.clone(),
+            home_city: home_city.expect("decisions are about existing citizens"),
             pointers: Vec::new(),
             unavailable: Vec::new(),
             refused: None,
         };
-
         let outcome = match decision {
             Decision::Release { pointers, unavailable } => {
                 let attributes = pointers.iter().map(|p| p.attribute.clone()).collect();
@@ -684,26 +767,15 @@ impl Index {
             }
         };
 
-        self.record_access(&citizen_id, args, outcome, now);
-        Ok(resolution)
-    }
-
-    fn record_access(
-        &mut self,
-        citizen_id: &CitizenId,
-        args: &ResolveArgs,
-        outcome: AccessOutcome,
-        now: u64,
-    ) {
         let log = self.access_logs.entry(citizen_id.clone()).or_default();
         let prev_hash = log.last().map(|last| last.hash).unwrap_or(access_chain::GENESIS);
         let mut record = AccessRecord {
             record: self.next_access_record,
             at_unix_ms: now,
-            service_id: args.service_id.clone(),
-            purpose: args.purpose.clone(),
-            via_city: args.via_city.clone(),
-            attributes_requested: args.attributes.clone(),
+            service_id: asked.service_id.clone(),
+            purpose: asked.purpose.clone(),
+            via_city: asked.via_city.clone(),
+            attributes_requested: asked.attributes.to_vec(),
             outcome,
             prev_hash,
             hash: [0; 32],
@@ -711,6 +783,7 @@ impl Index {
         record.hash = record.computed_hash();
         log.push(record);
         self.next_access_record += 1;
+        resolution
     }
 
     /// Checks the state as a whole: every cross-reference resolves and every counter is ahead
@@ -728,6 +801,12 @@ impl Index {
         }
         for citizen in self.citizens.values() {
             self.validate_citizen(citizen)?;
+        }
+        for (uri, (citizen_id, category)) in &self.forwarding {
+            let kept = self.citizens.get(citizen_id).and_then(|c| c.locations.get(category));
+            if !kept.is_some_and(|l| l.history.iter().any(|p| &p.uri == uri)) {
+                return Err("a forwarding pointer leads to no history".to_owned());
+            }
         }
         for (citizen_id, log) in &self.access_logs {
             if !self.citizens.contains_key(citizen_id) {
@@ -777,6 +856,14 @@ impl Index {
         }
         Ok(())
     }
+}
+
+/// What a service asked for, as its access record keeps it.
+struct Asked<'a> {
+    service_id: &'a ServiceId,
+    purpose: &'a Purpose,
+    attributes: &'a [Attribute],
+    via_city: &'a CityId,
 }
 
 /// Whether every record of a log links to its predecessor and hashes to its own hash.

@@ -30,7 +30,7 @@ pub mod query;
 pub mod resolve;
 pub mod signing;
 
-pub use command::{CitizenOp, Command, ConsentGrant, Request, ResolveArgs, Response};
+pub use command::{CitizenOp, Command, ConsentGrant, FollowArgs, Request, ResolveArgs, Response};
 pub use error::IndexError;
 pub use ids::{Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId};
 pub use index::Index;

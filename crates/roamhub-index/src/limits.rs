@@ -24,5 +24,7 @@ pub const KEYS_PER_CITIZEN_MAX: usize = 8;
 pub const KEY_HISTORY_MAX: usize = 64;
 /// Resolutions decided in one Raft entry (group commit).
 pub const RESOLVE_BATCH_MAX: usize = 256;
+/// Path segments stripped from an old pointer URI while looking for its owner.
+pub const FORWARDING_PATH_DEPTH_MAX: usize = 8;
 /// Access records returned by one read of an access log.
 pub const ACCESS_LOG_PAGE_MAX: usize = 500;

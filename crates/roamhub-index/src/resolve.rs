@@ -16,12 +16,13 @@ pub enum Decision {
 }
 
 /// Decides which of the `wanted` attributes (all consented ones when empty) a service may
-/// have for `purpose` at `now_unix_ms`.
+/// have for `purpose` at `now_unix_ms`, when it knows the citizen by an identifier of
+/// `scheme` (`None`: by an old pointer, not by an identity).
 pub fn decide(
     citizen: &Citizen,
     service: Option<&Service>,
     purpose: &Purpose,
-    scheme: &str,
+    scheme: Option<&str>,
     wanted: &[Attribute],
     now_unix_ms: u64,
 ) -> Decision {
@@ -32,7 +33,7 @@ pub fn decide(
         return Decision::Refuse(RefusalReason::PurposeNotDeclared);
     }
 
-    let allowed = consented_attributes(citizen, service, purpose, Some(scheme), now_unix_ms);
+    let allowed = consented_attributes(citizen, service, purpose, scheme, now_unix_ms);
     if allowed.is_empty() {
         let any_identity = consented_attributes(citizen, service, purpose, None, now_unix_ms);
         if !any_identity.is_empty() {

@@ -542,3 +542,33 @@ fn consents_renew_get_revoked_by_the_home_city_and_obey_the_lifetime_limit() {
     let refused = resolution(apply(&mut index, T0 + 13 * day, resolve(&[])).unwrap());
     assert_eq!(refused.refused, Some(RefusalReason::ConsentRevoked));
 }
+
+#[test]
+fn an_old_pointer_forwards_to_the_new_store_under_the_same_consent() {
+    let mut index = seeded();
+    alice_does(&mut index, T0 + 1, grant(&["mobility.trips"], None)).unwrap();
+    let switch = CitizenOp::SetLocation {
+        category: roamhub_index::Category::parse("category", "mobility").unwrap(),
+        uri: "https://new-pod.example/a/m".to_owned(),
+        provider: "New Pod".to_owned(),
+    };
+    alice_does(&mut index, T0 + 2, switch).unwrap();
+
+    let follow = |service: &str| {
+        Command::FollowPointer(roamhub_index::FollowArgs {
+            old_uri: "https://pod.example/alice/mobility/trips".to_owned(),
+            service_id: ServiceId::parse("service_id", service).unwrap(),
+            purpose: purpose(),
+            via_city: city("be-gent"),
+        })
+    };
+    let forwarded = resolution(apply(&mut index, T0 + 3, follow("ride.share")).unwrap());
+    assert_eq!(forwarded.pointers[0].uri, "https://new-pod.example/a/m/trips");
+    let stranger = resolution(apply(&mut index, T0 + 4, follow("bike.share")).unwrap());
+    assert_eq!(stranger.refused, Some(RefusalReason::UnknownService));
+    assert_eq!(access_log(&index).len(), 2, "each follow leaves an access record");
+
+    alice_does(&mut index, T0 + 5, CitizenOp::Erase).unwrap();
+    let gone = apply(&mut index, T0 + 6, follow("ride.share")).unwrap_err();
+    assert_eq!(gone.field(), "old_uri");
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use roamhub_index::limits::ACCESS_LOG_PAGE_MAX;
 use roamhub_index::{
-    AccessLogPage, CitizenId, CitizenOp, Command, Query, QueryAnswer, ResolveArgs,
+    AccessLogPage, CitizenId, CitizenOp, Command, FollowArgs, Query, QueryAnswer, ResolveArgs,
     Response as Applied,
 };
 use roamhub_proto::v1 as pb;
@@ -164,6 +164,22 @@ impl Api {
                 Ok(Response::new(convert::pb_consent(&consent, now_unix_ms())))
             }
             other => Err(unexpected(other)),
+        }
+    }
+
+    /// Pointers only when released; a refusal is an error status that names its access
+    /// record, already committed.
+    fn resolution_reply(
+        &self,
+        resolution: roamhub_index::Resolution,
+        service_id: &roamhub_index::ServiceId,
+    ) -> Reply<pb::ResolveResponse> {
+        match resolution.refused {
+            None => {
+                let pseudonym = self.key().pseudonym(&resolution.citizen_id, service_id);
+                Ok(Response::new(convert::pb_resolution(&resolution, pseudonym)))
+            }
+            Some(reason) => Err(crate::error::refused_resolution(reason, resolution.access_record)),
         }
     }
 
@@ -477,13 +493,27 @@ impl Roamhub for Api {
         // The pointers exist only in the answer of a committed command: the access record
         // is part of the same log entry, so it is durable before any pointer leaves.
         let resolution = self.node.resolve(args).await?;
-        match resolution.refused {
-            None => {
-                let pseudonym = self.key().pseudonym(&resolution.citizen_id, &service_id);
-                Ok(Response::new(convert::pb_resolution(&resolution, pseudonym)))
-            }
-            Some(reason) => Err(crate::error::refused_resolution(reason, resolution.access_record)),
-        }
+        self.resolution_reply(resolution, &service_id)
+    }
+
+    #[instrument(skip_all, fields(rpc = "follow_pointer"))]
+    async fn follow_pointer(
+        &self,
+        request: Request<pb::FollowPointerRequest>,
+    ) -> Reply<pb::ResolveResponse> {
+        let request = request.into_inner();
+        let service_id = convert::service_id(&request.service_id)?;
+        let args = FollowArgs {
+            old_uri: request.old_uri,
+            service_id: service_id.clone(),
+            purpose: convert::purpose("purpose", &request.purpose)?,
+            via_city: self.node.city_id().clone(),
+        };
+        let resolution = match self.propose(Command::FollowPointer(args)).await? {
+            Applied::Resolution(resolution) => resolution,
+            other => return Err(unexpected(other)),
+        };
+        self.resolution_reply(resolution, &service_id)
     }
 
     #[instrument(skip_all, fields(rpc = "read_access_log"))]

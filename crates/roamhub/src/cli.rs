@@ -117,6 +117,15 @@ pub enum ClientCommand {
     Service(ServiceCommand),
     /// Resolve a citizen for a service and purpose; leaves an access record.
     Resolve(ResolveArgs),
+    /// Follow a pointer held from before a storage switch to where the data lives now.
+    Follow {
+        /// The old pointer URI.
+        old_uri: String,
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        purpose: String,
+    },
     /// Read a citizen's access log, newest first.
     AccessLog(AccessLogArgs),
     /// The federation: members and this node's Raft status.

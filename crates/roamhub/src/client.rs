@@ -66,6 +66,11 @@ pub async fn run(options: ClientOptions, command: ClientCommand) -> anyhow::Resu
         ClientCommand::Service(command) => service(client, json, command).await,
         ClientCommand::Resolve(args) => resolve(client, json, args).await,
         ClientCommand::AccessLog(args) => access_log(client, json, args).await,
+        ClientCommand::Follow { old_uri, service, purpose } => {
+            let request = pb::FollowPointerRequest { old_uri, service_id: service, purpose };
+            let reply = client.follow_pointer(request).await.map_err(status_error)?.into_inner();
+            emit(json, &reply, print_resolution)
+        }
         ClientCommand::Federation(command) => federation(client, json, command).await,
     }
 }

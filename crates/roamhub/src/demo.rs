@@ -209,6 +209,17 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         resolved.pointers.iter().all(|p| p.uri.starts_with(store)),
         "pointers must lead to the new store"
     );
+    let old_address = format!("{pod}/trips");
+    let follow = pb::FollowPointerRequest {
+        old_uri: old_address.clone(),
+        service_id: SERVICE.to_owned(),
+        purpose: PURPOSE.to_owned(),
+    };
+    let forwarded = valencia.follow_pointer(follow).await.map_err(status_error)?.into_inner();
+    let same_attribute = forwarded.pointers.iter().find(|p| p.attribute == "mobility.trips");
+    let new_address = same_attribute.map(|p| p.uri.as_str()).unwrap_or_default();
+    ensure!(new_address.starts_with(store), "the old pointer should forward to the new store");
+    said(format!("its old pointer {old_address} forwards to {new_address}"));
 
     step(9, "She withdraws her consent; the service, watching from Helsinki, acknowledges it.");
     let watch = pb::WatchConsentsRequest { service_id: SERVICE.to_owned() };
@@ -252,7 +263,7 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         }
     }
 
-    step(11, "Alice reads her access log, from Helsinki: every resolution is there.");
+    step(11, "Alice reads her access log, from Helsinki: every access is there.");
     let log = whole_access_log(&mut helsinki, &citizen_id).await?;
     log.iter().rev().for_each(print_access_record);
     verify_access_chain(&log).map_err(anyhow::Error::msg)?;
@@ -262,8 +273,8 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     ));
     let released = log.iter().filter(|r| r.outcome == pb::AccessOutcome::Released as i32).count();
     ensure!(
-        log.len() == 5 && released == 2,
-        "expected 5 records (2 released), got {} ({released} released)",
+        log.len() == 6 && released == 3,
+        "expected 6 records (3 released), got {} ({released} released)",
         log.len()
     );
 
