@@ -569,3 +569,59 @@ impl ReplaceBytes for Vec<u8> {
         String::from_utf8_lossy(self).replace(from, to).into_bytes()
     }
 }
+
+/// Consent rules hold at real nodes: an expired consent releases nothing, a service cannot
+/// resolve for a purpose it did not declare, and a service may know the citizen only by
+/// the identity she chose; each refusal leaves an access record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_foreign_purpose_and_unshared_identity_are_refused() {
+    let test = start_ready(&[]).await;
+    let mut client = test.federation.client(2).await.unwrap();
+    register_service(&mut client).await;
+    let alice = register_citizen(&mut client, "es-valencia", "VLC-3").await;
+    let eidas = pb::AddIdentifierRequest {
+        citizen_id: alice.id.clone(),
+        identifier: Some(pb::Identifier { scheme: "eidas".to_owned(), value: "ES/3".to_owned() }),
+        signature: None,
+    };
+    let eidas = alice.key.signed(&mut client, eidas).await.unwrap();
+    client.add_identifier(eidas).await.unwrap();
+    set_location(&mut client, &alice, "mobility", "https://pods.example/v3").await.unwrap();
+
+    let soon = roamhub_node::node::now_unix_ms() + 1500;
+    let grant = pb::GrantConsentRequest {
+        citizen_id: alice.id.clone(),
+        service_id: "ride.share".to_owned(),
+        purpose: "trip-planning".to_owned(),
+        attributes: vec!["mobility.trips".to_owned()],
+        valid_until_unix_ms: soon,
+        identity_scheme: "eidas".to_owned(),
+        ..Default::default()
+    };
+    let grant = alice.key.signed(&mut client, grant).await.unwrap();
+    client.grant_consent(grant).await.unwrap();
+
+    let ask = |scheme: &str, value: &str, service: &str, purpose: &str| pb::ResolveRequest {
+        identifier: Some(pb::Identifier { scheme: scheme.to_owned(), value: value.to_owned() }),
+        service_id: service.to_owned(),
+        purpose: purpose.to_owned(),
+        attributes: Vec::new(),
+    };
+    client.resolve(ask("eidas", "ES/3", "ride.share", "trip-planning")).await.unwrap();
+    let unshared = client.resolve(ask("city-account", "VLC-3", "ride.share", "trip-planning"));
+    let unshared = unshared.await.unwrap_err();
+    assert_eq!(unshared.code(), Code::PermissionDenied);
+    assert_eq!(unshared.metadata().get("roamhub-field").unwrap(), "identifier");
+    let foreign =
+        client.resolve(ask("eidas", "ES/3", "ride.share", "marketing")).await.unwrap_err();
+    assert_eq!(foreign.code(), Code::PermissionDenied, "{}", foreign.message());
+
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let expired = client.resolve(ask("eidas", "ES/3", "ride.share", "trip-planning")).await;
+    let expired = expired.unwrap_err();
+    assert!(expired.message().contains("expired"), "{}", expired.message());
+
+    let log = pb::ReadAccessLogRequest { citizen_id: alice.id.clone(), ..Default::default() };
+    let records = client.read_access_log(log).await.unwrap().into_inner().records;
+    assert_eq!(records.len(), 4, "every attempt left a record");
+}
