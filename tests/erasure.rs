@@ -55,15 +55,7 @@ async fn an_erased_citizen_leaves_no_byte_on_any_node() {
     let alice = register_citizen(&mut client, "nl-eindhoven", &account).await;
     let uri = format!("https://pods.example/{canary}/mobility");
     set_location(&mut client, &alice, "mobility", &uri).await.unwrap();
-    let grant = pb::GrantConsentRequest {
-        citizen_id: alice.id.clone(),
-        service_id: "ride.share".to_owned(),
-        purpose: "trip-planning".to_owned(),
-        attributes: vec!["mobility.trips".to_owned()],
-        ..Default::default()
-    };
-    let grant = alice.key.signed(&mut client, grant).await.unwrap();
-    client.grant_consent(grant).await.unwrap();
+    grant(&mut client, &alice, "ride.share", &["mobility.trips"]).await;
     let resolve = pb::ResolveRequest {
         identifier: Some(identifier(&account)),
         service_id: "ride.share".to_owned(),

@@ -146,7 +146,7 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
     let citizen_id = alice.id.clone();
     let before = citizen(&mut client, &citizen_id).await;
 
-    let grant = |service: &str, purpose: &str, attributes: &[&str]| pb::GrantConsentRequest {
+    let request = |service: &str, purpose: &str, attributes: &[&str]| pb::GrantConsentRequest {
         citizen_id: citizen_id.clone(),
         service_id: service.to_owned(),
         purpose: purpose.to_owned(),
@@ -154,16 +154,20 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
         ..Default::default()
     };
     let cases = [
-        (grant("ride.share", "", &["mobility.trips"]), Code::InvalidArgument, "purpose"),
-        (grant("ride.share", "trip-planning", &["mobility"]), Code::InvalidArgument, "attributes"),
-        (grant("no.such", "trip-planning", &["mobility.trips"]), Code::NotFound, "service_id"),
+        (request("ride.share", "", &["mobility.trips"]), Code::InvalidArgument, "purpose"),
         (
-            grant("ride.share", "marketing", &["mobility.trips"]),
+            request("ride.share", "trip-planning", &["mobility"]),
+            Code::InvalidArgument,
+            "attributes",
+        ),
+        (request("no.such", "trip-planning", &["mobility.trips"]), Code::NotFound, "service_id"),
+        (
+            request("ride.share", "marketing", &["mobility.trips"]),
             Code::FailedPrecondition,
             "purpose",
         ),
         (
-            grant("ride.share", "trip-planning", &["health.records"]),
+            request("ride.share", "trip-planning", &["health.records"]),
             Code::FailedPrecondition,
             "attributes",
         ),
@@ -300,15 +304,7 @@ async fn services_see_pairwise_pseudonyms() {
 
     let mut pseudonyms = Vec::new();
     for (service, position) in [("ride.share", 0), ("ride.share", 2), ("bike.share", 1)] {
-        let grant = pb::GrantConsentRequest {
-            citizen_id: alice.id.clone(),
-            service_id: service.to_owned(),
-            purpose: "trip-planning".to_owned(),
-            attributes: vec!["mobility.trips".to_owned()],
-            ..Default::default()
-        };
-        let grant = alice.key.signed(&mut client, grant).await.unwrap();
-        client.grant_consent(grant).await.unwrap();
+        grant(&mut client, &alice, service, &["mobility.trips"]).await;
         let resolve = pb::ResolveRequest {
             identifier: Some(identifier("EHV-42")),
             service_id: service.to_owned(),
@@ -387,15 +383,7 @@ async fn a_watching_service_sees_and_acknowledges_a_withdrawal() {
     let watch = pb::WatchConsentsRequest { service_id: "ride.share".to_owned() };
     let mut events = service.watch_consents(watch).await.unwrap().into_inner();
 
-    let grant = pb::GrantConsentRequest {
-        citizen_id: alice.id.clone(),
-        service_id: "ride.share".to_owned(),
-        purpose: "trip-planning".to_owned(),
-        attributes: vec!["mobility.trips".to_owned()],
-        ..Default::default()
-    };
-    let grant = alice.key.signed(&mut client, grant).await.unwrap();
-    let consent = client.grant_consent(grant).await.unwrap().into_inner();
+    let consent = grant(&mut client, &alice, "ride.share", &["mobility.trips"]).await;
     let granted = next_event(&mut events).await;
     assert_eq!(granted.consent_id, consent.consent_id);
     assert_eq!(granted.status, pb::ConsentStatus::Given as i32);
@@ -521,15 +509,8 @@ async fn a_grant_yields_a_receipt_signed_by_the_granting_city() {
     let mut client = test.federation.client(1).await.unwrap();
     register_service(&mut client).await;
     let alice = register_citizen(&mut client, "fi-helsinki", "HEL-9").await;
-    let grant = pb::GrantConsentRequest {
-        citizen_id: alice.id.clone(),
-        service_id: "ride.share".to_owned(),
-        purpose: "trip-planning".to_owned(),
-        attributes: vec!["mobility.trips".to_owned(), "mobility.pass".to_owned()],
-        ..Default::default()
-    };
-    let grant = alice.key.signed(&mut client, grant).await.unwrap();
-    let consent = client.grant_consent(grant).await.unwrap().into_inner();
+    let attributes = ["mobility.trips", "mobility.pass"];
+    let consent = grant(&mut client, &alice, "ride.share", &attributes).await;
     let receipt = consent.receipt.expect("a receipt");
 
     let issuer_key = support::status(&mut client).await.receipt_public_key;

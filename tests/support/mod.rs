@@ -69,6 +69,24 @@ pub async fn register_citizen(client: &mut Client, home_city: &str, account: &st
     TestCitizen { id, key }
 }
 
+/// Grants `service` the mobility attributes for trip planning, signed by the citizen.
+pub async fn grant(
+    client: &mut Client,
+    citizen: &TestCitizen,
+    service: &str,
+    attributes: &[&str],
+) -> pb::Consent {
+    let request = pb::GrantConsentRequest {
+        citizen_id: citizen.id.clone(),
+        service_id: service.to_owned(),
+        purpose: "trip-planning".to_owned(),
+        attributes: attributes.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    };
+    let request = citizen.key.signed(client, request).await.unwrap();
+    client.grant_consent(request).await.unwrap().into_inner()
+}
+
 pub fn location(citizen_id: &str, category: &str, uri: &str) -> pb::SetLocationRequest {
     pb::SetLocationRequest {
         citizen_id: citizen_id.to_owned(),

@@ -15,6 +15,7 @@
 //! - [`watch`]: consent watch streams for services;
 //! - [`convert`]: between protobuf messages and index types;
 //! - [`erasure`]: compacting a node's storage after a citizen is erased;
+//! - [`files`]: owner-only files for secrets;
 //! - [`error`]: why a request failed, mapped once to a gRPC status;
 //! - [`identity`]: the federation's identifier key, its hashes and pseudonyms.
 
@@ -23,6 +24,7 @@ pub mod config;
 pub mod convert;
 pub mod erasure;
 pub mod error;
+pub mod files;
 pub mod identity;
 pub mod internal;
 pub mod network;

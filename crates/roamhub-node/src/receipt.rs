@@ -14,6 +14,8 @@ use roamhub_index::{Consent, LegalBasis};
 use roamhub_proto::v1 as pb;
 use serde_json::json;
 
+use crate::files::{IfExists, write_owner_only};
+
 /// The file in a node's data directory that holds its receipt key.
 const RECEIPT_KEY_FILE: &str = "receipt.key";
 /// The version of the receipt layout.
@@ -37,7 +39,7 @@ impl ReceiptKey {
 
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        write_private(&path, hex::encode(seed).as_bytes())?;
+        write_owner_only(&path, hex::encode(seed).as_bytes(), IfExists::Refuse)?;
         Ok(ReceiptKey { signing_key: SigningKey::from_bytes(&seed) })
     }
 
@@ -108,20 +110,4 @@ fn receipt_json(consent: &Consent, issuer: &Issuer<'_>) -> serde_json::Value {
         "identity_scheme": consent.identity_scheme,
         "issued_by": { "city_id": issuer.city_id, "node_id": issuer.node_id },
     })
-}
-
-/// Writes a file only its owner can read.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use roamhub_index::{CitizenId, CitizenOp, PublicKey, signing};
 use roamhub_node::convert;
+use roamhub_node::files::{IfExists, write_owner_only};
 use roamhub_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
 
@@ -197,7 +198,11 @@ impl Keystore {
             key_id: key.public_key().key_id().to_string(),
             secret_key_hex: hex::encode(key.secret),
         };
-        write_private(&path, serde_json::to_string_pretty(&stored)?.as_bytes())?;
+        write_owner_only(
+            &path,
+            serde_json::to_string_pretty(&stored)?.as_bytes(),
+            IfExists::Replace,
+        )?;
         Ok(path)
     }
 
@@ -232,7 +237,11 @@ impl Keystore {
             "public_key_hex": hex::encode(&receipt.public_key),
         });
         let path = dir.join(format!("{consent_id}.json"));
-        write_private(&path, serde_json::to_string_pretty(&kept)?.as_bytes())?;
+        write_owner_only(
+            &path,
+            serde_json::to_string_pretty(&kept)?.as_bytes(),
+            IfExists::Replace,
+        )?;
         Ok(path)
     }
 }
@@ -250,21 +259,4 @@ fn default_home() -> anyhow::Result<PathBuf> {
     }
     let home = std::env::var("HOME").context("neither ROAMHUB_HOME nor HOME is set")?;
     Ok(PathBuf::from(home).join(".roamhub"))
-}
-
-/// Writes a file only its owner can read.
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
 }
