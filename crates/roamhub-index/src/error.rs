@@ -2,8 +2,8 @@
 //!
 //! Each variant tells the caller what it must decide: fix the request ([`Invalid`]), look for
 //! something else ([`NotFound`]), pick another name ([`AlreadyExists`]), or change the state
-//! first ([`Precondition`]), or prove who they are ([`Denied`]). Every refusal names the field at fault; no refusal changes the
-//! index. Reasons never repeat a personal identifier.
+//! first ([`Precondition`]), or prove who they are ([`Denied`]). Every refusal names the
+//! field at fault; no refusal changes the index. Reasons never repeat a personal identifier.
 //!
 //! [`Invalid`]: IndexError::Invalid
 //! [`NotFound`]: IndexError::NotFound

@@ -32,7 +32,9 @@ pub async fn run_batches(
     let in_flight = Arc::new(Semaphore::new(RESOLVE_BATCHES_IN_FLIGHT_MAX));
     loop {
         let permit = tokio::select! {
-            permit = in_flight.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            permit = in_flight.clone().acquire_owned() => {
+                permit.expect("the semaphore is never closed")
+            }
             _ = shutdown.changed() => return,
         };
         let first = tokio::select! {

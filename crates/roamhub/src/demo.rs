@@ -119,7 +119,10 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
 
     step(
         3,
-        "Alice registers in Eindhoven with a key only her phone holds, and points her mobility data to her pod.",
+        concat!(
+            "Alice registers in Eindhoven, with a key only her phone holds, and points her\n",
+            "   mobility data to her pod."
+        ),
     );
     let alice = CitizenKey::generate()?;
     let identifiers = vec![alice_identifier()];
@@ -138,7 +141,10 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
 
     step(
         4,
-        "She consents: ride.share may use two attributes, for trip planning only, and may know her only by her city account.",
+        concat!(
+            "She consents: ride.share may use two attributes, for trip planning only, and may\n",
+            "   know her only by her city account."
+        ),
     );
     let grant = pb::GrantConsentRequest {
         citizen_id: citizen_id.clone(),
@@ -283,7 +289,7 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     let consents = exported["citizen"]["consents"].as_array().map(Vec::len).unwrap_or_default();
     let records = exported["access_log"].as_array().map(Vec::len).unwrap_or_default();
     said(format!(
-        "{} bytes of JSON: {consents} consent, {records} access records, keys, locations and their history",
+        "{} bytes of JSON: {consents} consent, {records} access records, keys, locations",
         exported.to_string().len()
     ));
 

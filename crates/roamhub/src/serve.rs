@@ -91,9 +91,10 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
         .collect::<anyhow::Result<Vec<_>>>()?;
 
     let Some(identifier_key) = args.identifier_key.or(file.identifier_key) else {
-        bail!(
-            "--identifier-key (or ROAMHUB_IDENTIFIER_KEY, or identifier_key in the config file) is required: 64 hex digits, the same on every node of the federation"
-        );
+        bail!(concat!(
+            "--identifier-key (or ROAMHUB_IDENTIFIER_KEY, or identifier_key in the config ",
+            "file) is required: 64 hex digits, the same on every node of the federation"
+        ));
     };
     let identifier_key = IdentifierKey::from_hex(&identifier_key).map_err(anyhow::Error::msg)?;
 
