@@ -29,6 +29,7 @@ use crate::identity::IdentifierKey;
 use crate::node::{Node, now_unix_ms};
 use crate::receipt::Issuer;
 use crate::watch::{self, ConsentStream};
+use roamhub_store::NodeAddress;
 
 type Reply<T> = Result<Response<T>, Status>;
 
@@ -164,6 +165,28 @@ impl Api {
                 Ok(Response::new(convert::pb_consent(&consent, now_unix_ms())))
             }
             other => Err(unexpected(other)),
+        }
+    }
+
+    fn raft_members_reply(&self) -> pb::RaftMembersResponse {
+        let group = self.node.raft_members();
+        let last = group.last_log_index;
+        let members = group
+            .members
+            .into_iter()
+            .map(|member| pb::RaftMember {
+                node_id: member.node_id,
+                raft_addr: member.address.raft_addr,
+                api_addr: member.address.api_addr,
+                role: if member.voter { "voter" } else { "learner" }.to_owned(),
+                matched_index: member.matched_index.unwrap_or_default(),
+                lag: member.matched_index.map(|m| last.saturating_sub(m)).unwrap_or(last),
+            })
+            .collect();
+        pb::RaftMembersResponse {
+            leader_node_id: group.leader_node_id.unwrap_or_default(),
+            leader_last_log_index: last,
+            members,
         }
     }
 
@@ -565,6 +588,49 @@ impl Roamhub for Api {
             })),
             other => Err(unexpected(other)),
         }
+    }
+
+    #[instrument(skip_all, fields(rpc = "raft_members"))]
+    async fn raft_members(
+        &self,
+        _request: Request<pb::RaftMembersRequest>,
+    ) -> Reply<pb::RaftMembersResponse> {
+        Ok(Response::new(self.raft_members_reply()))
+    }
+
+    #[instrument(skip_all, fields(rpc = "add_learner"))]
+    async fn add_learner(
+        &self,
+        request: Request<pb::AddLearnerRequest>,
+    ) -> Reply<pb::RaftMembersResponse> {
+        self.require_operator(&request)?;
+        let request = request.into_inner();
+        if request.node_id == 0 {
+            return Err(Status::invalid_argument("node_id: must not be zero"));
+        }
+        let address = NodeAddress { raft_addr: request.raft_addr, api_addr: request.api_addr };
+        self.node.add_learner(request.node_id, address).await?;
+        Ok(Response::new(self.raft_members_reply()))
+    }
+
+    #[instrument(skip_all, fields(rpc = "promote_voter"))]
+    async fn promote_voter(
+        &self,
+        request: Request<pb::PromoteVoterRequest>,
+    ) -> Reply<pb::RaftMembersResponse> {
+        self.require_operator(&request)?;
+        self.node.promote_voter(request.get_ref().node_id).await?;
+        Ok(Response::new(self.raft_members_reply()))
+    }
+
+    #[instrument(skip_all, fields(rpc = "remove_node"))]
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Reply<pb::RaftMembersResponse> {
+        self.require_operator(&request)?;
+        self.node.remove_node(request.get_ref().node_id).await?;
+        Ok(Response::new(self.raft_members_reply()))
     }
 
     #[instrument(skip_all, fields(rpc = "node_status"))]

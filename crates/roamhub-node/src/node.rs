@@ -5,11 +5,12 @@
 //! node is not the leader it hands the work to the leader's internal `Forward` service, on a
 //! connection apart from Raft's own, and returns the leader's answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use openraft::ChangeMembers;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use roamhub_index::{
     CityId, Command, IndexError, Member, Query, QueryAnswer, Request, Resolution, ResolveArgs,
@@ -56,6 +57,23 @@ pub enum Work {
 pub enum Done {
     Response(Response),
     Answer(QueryAnswer),
+}
+
+/// One node of the Raft group as this node sees it.
+#[derive(Debug, Clone)]
+pub struct RaftMember {
+    pub node_id: u64,
+    pub address: NodeAddress,
+    pub voter: bool,
+    /// Known at the leader only.
+    pub matched_index: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RaftMembers {
+    pub leader_node_id: Option<u64>,
+    pub last_log_index: u64,
+    pub members: Vec<RaftMember>,
 }
 
 /// How one attempt at a piece of work ended at one node.
@@ -391,6 +409,74 @@ impl Node {
     async fn wait_for_leader(&self) {
         let waited = self.raft.wait(Some(LEADER_WAIT));
         let _ = waited.metrics(|m| m.current_leader.is_some(), "a leader is known").await;
+    }
+
+    /// Adds a node as a learner; only the leader may. It catches up without voting.
+    pub async fn add_learner(&self, node_id: u64, address: NodeAddress) -> Result<(), NodeError> {
+        let added = self.raft.add_learner(node_id, address, false).await;
+        added.map(|_| ()).map_err(|e| self.membership_error(e))
+    }
+
+    /// Makes a learner a voter; only the leader may.
+    pub async fn promote_voter(&self, node_id: u64) -> Result<(), NodeError> {
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([node_id]));
+        let changed = self.raft.change_membership(change, false).await;
+        changed.map(|_| ()).map_err(|e| self.membership_error(e))
+    }
+
+    /// Takes a node out of the group, as a voter and as a learner; only the leader may.
+    pub async fn remove_node(&self, node_id: u64) -> Result<(), NodeError> {
+        let voters: BTreeSet<u64> = self.raft_membership().voter_ids().collect();
+        if voters.contains(&node_id) {
+            let change = ChangeMembers::RemoveVoters(BTreeSet::from([node_id]));
+            let changed = self.raft.change_membership(change, false).await;
+            changed.map_err(|e| self.membership_error(e))?;
+        }
+        let change = ChangeMembers::RemoveNodes(BTreeSet::from([node_id]));
+        let changed = self.raft.change_membership(change, false).await;
+        changed.map(|_| ()).map_err(|e| self.membership_error(e))
+    }
+
+    fn raft_membership(&self) -> openraft::Membership<u64, NodeAddress> {
+        self.raft.metrics().borrow().membership_config.membership().clone()
+    }
+
+    fn membership_error(
+        &self,
+        error: RaftError<u64, ClientWriteError<u64, NodeAddress>>,
+    ) -> NodeError {
+        match error {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => NodeError::Unavailable {
+                reason: "membership changes run at the leader".to_owned(),
+                leader_api: self.leader_api(),
+            },
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(refused)) => {
+                NodeError::Refused(IndexError::precondition("node_id", refused.to_string()))
+            }
+            RaftError::Fatal(fatal) => NodeError::Fatal(fatal.to_string()),
+        }
+    }
+
+    /// Every node of the Raft group with its role and, at the leader, its progress.
+    pub fn raft_members(&self) -> RaftMembers {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let matched = metrics.replication.unwrap_or_default();
+        let members = membership
+            .nodes()
+            .map(|(node_id, address)| RaftMember {
+                node_id: *node_id,
+                address: address.clone(),
+                voter: voters.contains(node_id),
+                matched_index: matched.get(node_id).copied().flatten().map(|id| id.index),
+            })
+            .collect();
+        RaftMembers {
+            leader_node_id: metrics.current_leader,
+            last_log_index: metrics.last_log_index.unwrap_or_default(),
+            members,
+        }
     }
 
     /// The public API address of the current leader, when one is known.

@@ -287,8 +287,37 @@ pub struct AccessLogArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum FederationCommand {
-    /// The member cities of the federation.
+    /// The member cities, and the Raft group with each node's role, progress and lag.
     Members,
+    /// Operator: bring a started node into the federation as a learner, wait until it has
+    /// caught up, then make it a voter.
+    Join {
+        #[arg(long)]
+        node_id: u64,
+        /// host:port of the new node's Raft listener.
+        #[arg(long)]
+        raft_addr: String,
+        /// host:port of the new node's public API.
+        #[arg(long)]
+        api_addr: String,
+        /// How long the new node may take to catch up.
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: String,
+    },
+    /// Operator: take the node `--node` points at out of the federation.
+    Leave {
+        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: String,
+    },
+    /// Operator: take another node out of the federation.
+    Remove {
+        #[arg(long)]
+        node_id: u64,
+        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: String,
+    },
     /// The node's Raft role, leader, term and progress.
     Status,
     /// Operator: the longest any consent may last, federation-wide (0 lifts the limit).

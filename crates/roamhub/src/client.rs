@@ -17,6 +17,7 @@ use crate::cli::{
     LocationCommand, ResolveArgs, ServiceCommand,
 };
 use crate::keystore::{CitizenKey, CitizenRequest, Keystore};
+use crate::membership;
 
 /// How long the client waits to connect, and for an answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -220,7 +221,7 @@ async fn recover_key(
 }
 
 /// A request carrying the node's operator token.
-fn as_operator<T>(message: T, operator_token: &str) -> anyhow::Result<tonic::Request<T>> {
+pub fn as_operator<T>(message: T, operator_token: &str) -> anyhow::Result<tonic::Request<T>> {
     let mut request = tonic::Request::new(message);
     let token = operator_token.parse().context("the operator token is not valid metadata")?;
     request.metadata_mut().insert(OPERATOR_TOKEN_METADATA_KEY, token);
@@ -450,7 +451,30 @@ async fn federation(
         FederationCommand::Members => {
             let reply =
                 client.list_members(pb::ListMembersRequest {}).await.map_err(status_error)?;
-            emit(json, &reply.into_inner().members, |all| all.iter().for_each(print_member))
+            let members = reply.into_inner().members;
+            let mut leader = membership::leader(client).await?;
+            let group =
+                leader.raft_members(pb::RaftMembersRequest {}).await.map_err(status_error)?;
+            let group = group.into_inner();
+            let both = serde_json::json!({ "cities": members, "raft": group });
+            emit(json, &both, |_| {
+                members.iter().for_each(print_member);
+                membership::print_raft_members(&group);
+            })
+        }
+        FederationCommand::Join { node_id, raft_addr, api_addr, timeout_secs, operator_token } => {
+            let learner = pb::AddLearnerRequest { node_id, raft_addr, api_addr };
+            let timeout = Duration::from_secs(timeout_secs);
+            let group = membership::join(client, learner, timeout, &operator_token).await?;
+            emit(json, &group, membership::print_raft_members)
+        }
+        FederationCommand::Leave { operator_token } => {
+            let group = membership::leave(client, &operator_token).await?;
+            emit(json, &group, membership::print_raft_members)
+        }
+        FederationCommand::Remove { node_id, operator_token } => {
+            let group = membership::remove(client, node_id, &operator_token).await?;
+            emit(json, &group, membership::print_raft_members)
         }
         FederationCommand::SetConsentLifetimeMax { days, operator_token } => {
             let lifetime_max_ms = days.saturating_mul(86_400_000);

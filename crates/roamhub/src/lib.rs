@@ -4,6 +4,7 @@
 //! - [`serve`]: `roamhub serve`, a node from flags, a TOML file and `ROAMHUB_*` variables;
 //! - [`client`]: the client subcommands, with human or JSON output;
 //! - [`keystore`]: citizens' keys on the client side, and the folder that keeps them;
+//! - [`membership`]: operator commands that change the Raft group;
 //! - [`local`]: a federation of real node processes on loopback, for the demo and tests;
 //! - [`demo`]: `roamhub demo`, the story of one citizen across three cities.
 
@@ -12,4 +13,5 @@ pub mod client;
 pub mod demo;
 pub mod keystore;
 pub mod local;
+pub mod membership;
 pub mod serve;

@@ -89,6 +89,21 @@ impl LocalFederation {
         Ok(federation)
     }
 
+    /// Starts one more city's node, not in the Raft group until an operator lets it join.
+    pub fn add_city(&mut self, city: City) -> anyhow::Result<usize> {
+        let position = self.nodes.len();
+        self.nodes.push(LocalNode {
+            node_id: position as u64 + 1,
+            data_dir: self.root.join(city.city_id),
+            city,
+            api_addr: format!("127.0.0.1:{}", free_port()?),
+            raft_addr: format!("127.0.0.1:{}", free_port()?),
+            process: None,
+        });
+        self.spawn(position)?;
+        Ok(position)
+    }
+
     /// The folder holding every node's data and log.
     pub fn root(&self) -> &Path {
         &self.root
