@@ -67,6 +67,15 @@ async fn a_city_joins_and_leaves_while_writes_continue() {
 
     let left = membership::leave(&mut newcomer, TOKEN).await.unwrap();
     assert_eq!(left.members.len(), 3, "{left:?}");
+    let mut operator = test.federation.client(1).await.unwrap();
+    let cities = operator.list_members(pb::ListMembersRequest {}).await.unwrap().into_inner();
+    assert!(cities.members.iter().all(|m| m.city_id != "de-hamburg"), "it left the index too");
+    let home = operator
+        .remove_node(
+            roamhub::client::as_operator(pb::RemoveNodeRequest { node_id: 1 }, TOKEN).unwrap(),
+        )
+        .await;
+    assert_eq!(home.unwrap_err().code(), tonic::Code::FailedPrecondition, "Eindhoven has citizens");
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let (acknowledged, failed) = writer.await.unwrap();

@@ -40,6 +40,8 @@ impl std::fmt::Debug for Request {
 pub enum Command {
     /// Adds a city to the federation, or updates its display name and endpoint.
     UpsertMember(Member),
+    /// Takes a city out of the federation; refused while citizens call it home.
+    RemoveMember { city_id: CityId },
     /// Registers a citizen under a fresh id drawn by the proposing node, binding their first
     /// key; `proof` is that key's signature over `signing::registration_message`.
     RegisterCitizen {
@@ -152,6 +154,7 @@ pub enum Response {
     Resolutions(Vec<Result<Resolution, IndexError>>),
     /// A federation policy changed.
     PolicySet,
+    MemberRemoved(CityId),
     /// The citizen is gone; `erasures` counts every erasure the index has applied.
     Erased {
         erasures: u64,
@@ -163,6 +166,7 @@ impl Command {
     pub fn kind(&self) -> &'static str {
         match self {
             Command::UpsertMember(_) => "upsert_member",
+            Command::RemoveMember { .. } => "remove_member",
             Command::RegisterCitizen { .. } => "register_citizen",
             Command::RegisterService { .. } => "register_service",
             Command::Citizen { op: CitizenOp::AddIdentifier(_), .. } => "add_identifier",
@@ -203,6 +207,7 @@ impl Command {
             }
             Command::Citizen { op, .. } => op.check(),
             Command::RecoverKey { .. }
+            | Command::RemoveMember { .. }
             | Command::AcknowledgeWithdrawal { .. }
             | Command::RevokeConsent { .. } => Ok(()),
             Command::SetConsentLifetimeMax { lifetime_max_ms } => match lifetime_max_ms {

@@ -60,6 +60,7 @@ impl Index {
         let now = request.at_unix_ms;
         let response = match &request.command {
             Command::UpsertMember(member) => self.upsert_member(member),
+            Command::RemoveMember { city_id } => self.remove_member(city_id),
             Command::RegisterCitizen { citizen_id, home_city, identifiers, public_key, proof } => {
                 let message = signing::registration_message(home_city, identifiers, public_key);
                 signing::verify(public_key, &message, proof)?;
@@ -199,6 +200,23 @@ impl Index {
         }
         self.members.insert(member.city_id.clone(), member.clone());
         Ok(Response::MemberUpserted(member.clone()))
+    }
+
+    fn remove_member(&mut self, city_id: &CityId) -> Result<Response, IndexError> {
+        self.require_member("city_id", city_id)?;
+        if self.citizens.values().any(|citizen| &citizen.home_city == city_id) {
+            return Err(IndexError::precondition(
+                "city_id",
+                "citizens still call this city home; they must move first",
+            ));
+        }
+        self.members.remove(city_id);
+        Ok(Response::MemberRemoved(city_id.clone()))
+    }
+
+    /// The city a Raft node serves, if it announced one.
+    pub fn city_of_node(&self, raft_node_id: u64) -> Option<&CityId> {
+        self.members.values().find(|m| m.raft_node_id == raft_node_id).map(|m| &m.city_id)
     }
 
     fn register_citizen(

@@ -629,7 +629,13 @@ impl Roamhub for Api {
         request: Request<pb::RemoveNodeRequest>,
     ) -> Reply<pb::RaftMembersResponse> {
         self.require_operator(&request)?;
-        self.node.remove_node(request.get_ref().node_id).await?;
+        let node_id = request.get_ref().node_id;
+        self.node.require_leader()?;
+        let city = self.node.reader().with_index(|index| index.city_of_node(node_id).cloned());
+        if let Some(city_id) = city {
+            self.propose(Command::RemoveMember { city_id }).await?;
+        }
+        self.node.remove_node(node_id).await?;
         Ok(Response::new(self.raft_members_reply()))
     }
 

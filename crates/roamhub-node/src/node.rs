@@ -437,6 +437,19 @@ impl Node {
         changed.map(|_| ()).map_err(|e| self.membership_error(e))
     }
 
+    /// Refuses with the leader's address unless this node leads, for calls that must run
+    /// at the leader as a whole.
+    pub fn require_leader(&self) -> Result<(), NodeError> {
+        let leads = self.raft.metrics().borrow().current_leader == Some(self.node_id);
+        match leads {
+            true => Ok(()),
+            false => Err(NodeError::Unavailable {
+                reason: "membership changes run at the leader".to_owned(),
+                leader_api: self.leader_api(),
+            }),
+        }
+    }
+
     fn raft_membership(&self) -> openraft::Membership<u64, NodeAddress> {
         self.raft.metrics().borrow().membership_config.membership().clone()
     }
