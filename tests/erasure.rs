@@ -62,7 +62,8 @@ async fn an_erased_citizen_leaves_no_byte_on_any_node() {
         purpose: "trip-planning".to_owned(),
         attributes: Vec::new(),
     };
-    client.resolve(resolve.clone()).await.unwrap();
+    let mut ride = test.federation.service_client(0, "ride.share").await.unwrap();
+    ride.resolve(resolve.clone()).await.unwrap();
 
     let applied = status(&mut client).await.last_applied_index;
     wait_applied(&test.federation, 2, applied, Duration::from_secs(10)).await;
@@ -79,7 +80,7 @@ async fn an_erased_citizen_leaves_no_byte_on_any_node() {
     assert_eq!(client.erase_citizen(erase).await.unwrap().into_inner().erasures, 1);
     let gone = pb::GetCitizenRequest { citizen_id: alice.id.clone() };
     assert_eq!(client.get_citizen(gone).await.unwrap_err().code(), tonic::Code::NotFound);
-    let unknown = client.resolve(resolve).await.unwrap_err();
+    let unknown = ride.resolve(resolve).await.unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound, "a service presenting her identifier");
 
     wait_compacted(&test, 0, 1).await;

@@ -200,15 +200,16 @@ async fn bad_input_gets_a_clear_status_and_changes_nothing() {
         purpose: "trip-planning".to_owned(),
         attributes: Vec::new(),
     };
-    let refused = client.resolve(unconsented_again()).await.unwrap_err();
+    let mut ride = test.federation.service_client(1, "ride.share").await.unwrap();
+    let refused = ride.resolve(unconsented_again()).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{}", refused.message());
     let stranger =
         pb::ResolveRequest { identifier: Some(identifier("nobody")), ..unconsented_again() };
-    let status = client.resolve(stranger).await.unwrap_err();
+    let status = ride.resolve(stranger).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(status.metadata().get("roamhub-field").unwrap(), "identifier");
     let nameless = pb::ResolveRequest { service_id: String::new(), ..unconsented_again() };
-    assert_eq!(client.resolve(nameless).await.unwrap_err().code(), Code::InvalidArgument);
+    assert_eq!(ride.resolve(nameless).await.unwrap_err().code(), Code::InvalidArgument);
 
     assert_eq!(citizen(&mut client, &citizen_id).await, before);
     let log = pb::ReadAccessLogRequest { citizen_id: citizen_id.clone(), ..Default::default() };
@@ -311,7 +312,7 @@ async fn services_see_pairwise_pseudonyms() {
             purpose: "trip-planning".to_owned(),
             attributes: Vec::new(),
         };
-        let mut asked = test.federation.client(position).await.unwrap();
+        let mut asked = test.federation.service_client(position, service).await.unwrap();
         pseudonyms.push(asked.resolve(resolve).await.unwrap().into_inner().citizen_pseudonym);
     }
 
@@ -329,6 +330,7 @@ async fn the_access_log_pages_filters_and_verifies() {
     register_service(&mut client).await;
     let alice = register_citizen(&mut client, "nl-eindhoven", "EHV-77").await;
     for (service, count) in [("ride.share", 3), ("no.such", 2)] {
+        let mut client = test.federation.service_client(0, service).await.unwrap();
         for _ in 0..count {
             let resolve = pb::ResolveRequest {
                 identifier: Some(identifier("EHV-77")),
@@ -379,7 +381,7 @@ async fn a_watching_service_sees_and_acknowledges_a_withdrawal() {
     register_service(&mut client).await;
     let alice = register_citizen(&mut client, "nl-eindhoven", "EHV-55").await;
 
-    let mut service = test.federation.client(2).await.unwrap();
+    let mut service = test.federation.service_client(2, "ride.share").await.unwrap();
     let watch = pb::WatchConsentsRequest { service_id: "ride.share".to_owned() };
     let mut events = service.watch_consents(watch).await.unwrap().into_inner();
 
@@ -444,16 +446,9 @@ async fn oversized_and_malformed_messages_are_refused() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(status.metadata().get("roamhub-field").unwrap(), "organisation");
 
-    let mut raw = tonic::client::Grpc::new(
-        tonic::transport::Channel::from_shared(format!(
-            "http://{}",
-            test.federation.nodes[1].api_addr
-        ))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap(),
-    );
+    let operator = test.federation.transport(&test.federation.operator(1)).unwrap();
+    let channel = operator.channel(&test.federation.nodes[1].api_addr, Duration::from_secs(5));
+    let mut raw = tonic::client::Grpc::new(channel.unwrap());
     raw.ready().await.unwrap();
     let garbage = RawBytes(vec![0xff; 64]);
     let path = "/roamhub.v1.Roamhub/GetCitizen".parse().unwrap();
@@ -588,17 +583,17 @@ async fn expired_foreign_purpose_and_unshared_identity_are_refused() {
         purpose: purpose.to_owned(),
         attributes: Vec::new(),
     };
-    client.resolve(ask("eidas", "ES/3", "ride.share", "trip-planning")).await.unwrap();
-    let unshared = client.resolve(ask("city-account", "VLC-3", "ride.share", "trip-planning"));
+    let mut ride = test.federation.service_client(2, "ride.share").await.unwrap();
+    ride.resolve(ask("eidas", "ES/3", "ride.share", "trip-planning")).await.unwrap();
+    let unshared = ride.resolve(ask("city-account", "VLC-3", "ride.share", "trip-planning"));
     let unshared = unshared.await.unwrap_err();
     assert_eq!(unshared.code(), Code::PermissionDenied);
     assert_eq!(unshared.metadata().get("roamhub-field").unwrap(), "identifier");
-    let foreign =
-        client.resolve(ask("eidas", "ES/3", "ride.share", "marketing")).await.unwrap_err();
+    let foreign = ride.resolve(ask("eidas", "ES/3", "ride.share", "marketing")).await.unwrap_err();
     assert_eq!(foreign.code(), Code::PermissionDenied, "{}", foreign.message());
 
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    let expired = client.resolve(ask("eidas", "ES/3", "ride.share", "trip-planning")).await;
+    let expired = ride.resolve(ask("eidas", "ES/3", "ride.share", "trip-planning")).await;
     let expired = expired.unwrap_err();
     assert!(expired.message().contains("expired"), "{}", expired.message());
 

@@ -1,6 +1,6 @@
-//! Changing the federation while it serves: a fourth city joins through the operator
-//! commands (as a learner that catches up, then as a voter) and leaves again, while
-//! citizens keep writing; no acknowledged write is lost and none fails.
+//! Changing the federation while it serves: a fourth city joins through the `roamhub
+//! federation` commands (as a learner that catches up, then as a voter) and leaves again,
+//! while citizens keep writing; no acknowledged write is lost and none fails.
 
 mod support;
 
@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use roamhub::local::City;
+use roamhub::local::{City, LocalFederation};
 use roamhub::membership;
+use roamhub_node::Role;
 use roamhub_proto::v1 as pb;
 use support::*;
-
-const TOKEN: &str = "operator-secret";
 /// The writer stops by itself after this many writes.
 const WRITES_MAX: usize = 20_000;
 
@@ -42,9 +41,31 @@ async fn keep_writing(
     (acknowledged, failed)
 }
 
+/// Runs `roamhub --node NODE --json ARGS...` as `role`; the parsed output, or standard
+/// error when the command failed.
+async fn roamhub(
+    federation: &LocalFederation,
+    role: &Role,
+    node: &str,
+    args: &[&str],
+) -> Result<serde_json::Value, String> {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_roamhub"))
+        .args(["--node", node, "--json"])
+        .args(federation.client_flags(role).unwrap())
+        .args(args)
+        .env_remove("ROAMHUB_INSECURE")
+        .output()
+        .await
+        .unwrap();
+    match output.status.success() {
+        true => Ok(serde_json::from_slice(&output.stdout).expect("--json prints JSON")),
+        false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_city_joins_and_leaves_while_writes_continue() {
-    let mut test = start_ready(&["--operator-token", TOKEN]).await;
+    let mut test = start_ready(&[]).await;
     let mut client = test.federation.client(0).await.unwrap();
     let alice = register_citizen(&mut client, "nl-eindhoven", "EHV-100").await;
     let alice_id = alice.id.clone();
@@ -55,28 +76,42 @@ async fn a_city_joins_and_leaves_while_writes_continue() {
     let hamburg = City { city_id: "de-hamburg", display_name: "Hamburg" };
     let position = test.federation.add_city(hamburg).unwrap();
     let node = &test.federation.nodes[position];
-    let learner = pb::AddLearnerRequest {
-        node_id: node.node_id,
-        raft_addr: node.raft_addr.clone(),
-        api_addr: node.api_addr.clone(),
-    };
-    let mut operator = test.federation.client(1).await.unwrap();
-    let joined = membership::join(&mut operator, learner, Duration::from_secs(30), TOKEN).await;
-    let joined = joined.unwrap();
-    let voters = joined.members.iter().filter(|m| m.role == "voter").count();
-    assert_eq!(voters, 4, "{joined:?}");
+    let (node_id, raft_addr, api_addr) =
+        (node.node_id.to_string(), node.raft_addr.clone(), node.api_addr.clone());
+    let join = [
+        "federation",
+        "join",
+        "--node-id",
+        &node_id,
+        "--raft-addr",
+        &raft_addr,
+        "--api-addr",
+        &api_addr,
+        "--timeout-secs",
+        "30",
+    ];
+    let helsinki = test.federation.operator(1);
+    let at_helsinki = test.federation.nodes[1].api_addr.clone();
+    let refused = roamhub(&test.federation, &service_role(), &at_helsinki, &join).await;
+    assert!(refused.unwrap_err().contains("PermissionDenied"), "only operators join cities");
+    let joined = roamhub(&test.federation, &helsinki, &at_helsinki, &join).await.unwrap();
+    let voters = joined["members"].as_array().unwrap().iter().filter(|m| m["role"] == "voter");
+    assert_eq!(voters.count(), 4, "{joined:?}");
     test.federation.wait_ready(READY_TIMEOUT).await.unwrap();
 
     let mut newcomer = test.federation.client(position).await.unwrap();
     let cities = newcomer.list_members(pb::ListMembersRequest {}).await.unwrap().into_inner();
     assert!(cities.members.iter().any(|m| m.city_id == "de-hamburg"), "it announced itself");
 
-    let left = membership::leave(&mut newcomer, TOKEN).await.unwrap();
-    assert_eq!(left.members.len(), 3, "{left:?}");
+    let hamburg = test.federation.operator(position);
+    let left = roamhub(&test.federation, &hamburg, &api_addr, &["federation", "leave"]).await;
+    let left = left.unwrap();
+    assert_eq!(left["members"].as_array().unwrap().len(), 3, "{left:?}");
     let mut operator = test.federation.client(1).await.unwrap();
     let cities = operator.list_members(pb::ListMembersRequest {}).await.unwrap().into_inner();
     assert!(cities.members.iter().all(|m| m.city_id != "de-hamburg"), "it left the index too");
-    let home = membership::remove(&mut operator, 1, TOKEN).await.unwrap_err().to_string();
+    let transport = test.federation.transport(&helsinki).unwrap();
+    let home = membership::remove(&mut operator, &transport, 1).await.unwrap_err().to_string();
     assert!(home.contains("FailedPrecondition"), "Eindhoven has citizens: {home}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
@@ -94,4 +129,8 @@ async fn a_city_joins_and_leaves_while_writes_continue() {
     }
     let group = reader.node_status(pb::NodeStatusRequest {}).await.unwrap().into_inner();
     assert_eq!(group.voters.len(), 3, "{group:?}");
+}
+
+fn service_role() -> Role {
+    Role::Service { service_id: roamhub_index::ServiceId::parse("s", "ride.share").unwrap() }
 }

@@ -9,25 +9,27 @@ use std::sync::Arc;
 
 use roamhub_index::limits::ACCESS_LOG_PAGE_MAX;
 use roamhub_index::{
-    AccessLogPage, CitizenId, CitizenOp, Command, FollowArgs, Query, QueryAnswer, ResolveArgs,
-    Response as Applied,
+    AccessLogPage, CitizenId, CitizenOp, CityId, Command, FollowArgs, Query, QueryAnswer,
+    ResolveArgs, Response as Applied, ServiceId,
 };
 use roamhub_proto::v1 as pb;
 use roamhub_proto::v1::roamhub_server::{Roamhub, RoamhubServer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch as shutdown_watch};
 use tonic::{Request, Response, Status};
-use tracing::{error, info, info_span, instrument};
+use tracing::{error, info, info_span, instrument, warn};
 
 use crate::config::{
     API_CONCURRENCY_PER_CONNECTION_MAX, API_MESSAGE_BYTES_MAX, API_REQUEST_TIMEOUT,
-    STREAMS_PER_CONNECTION_MAX, WATCH_STREAMS_MAX, incoming,
+    STREAMS_PER_CONNECTION_MAX, WATCH_STREAMS_MAX,
 };
 use crate::convert;
-use crate::error::{OPERATOR_TOKEN_METADATA_KEY, invalid};
+use crate::error::{FIELD_METADATA_KEY, invalid};
+use crate::guard::{self, GuardLayer};
 use crate::identity::IdentifierKey;
 use crate::node::{Node, now_unix_ms};
 use crate::receipt::Issuer;
+use crate::tls::{Caller, Role};
 use crate::watch::{self, ConsentStream};
 use roamhub_store::NodeAddress;
 
@@ -54,6 +56,8 @@ pub async fn serve(
     };
 
     let span = request_span(&node);
+    let guard = GuardLayer::new(node.transport().clone(), Arc::new(public_policy));
+    let incoming = node.transport().incoming(listener, shutdown.clone());
     let api = RoamhubServer::new(Api {
         node,
         watch_streams: Arc::new(Semaphore::new(WATCH_STREAMS_MAX)),
@@ -64,15 +68,43 @@ pub async fn serve(
         .timeout(API_REQUEST_TIMEOUT)
         .concurrency_limit_per_connection(API_CONCURRENCY_PER_CONNECTION_MAX)
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
+        .layer(guard)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(api)
-        .serve_with_incoming_shutdown(incoming(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
         .await;
     if let Err(error) = served {
         error!(%error, "API listener failed");
+    }
+}
+
+/// Who may call each RPC of the public API. Health and reflection are open to every
+/// authenticated caller. A citizen's own operations are open to every authenticated caller
+/// (a city's portal, a service's app): the citizen's signature is what authorises them, and
+/// every replica checks it. Reading a citizen's records is for city operators, who serve
+/// their citizens; a service resolves and watches, as itself only. An RPC not listed here
+/// is for operators.
+fn public_policy(path: &str, caller: &Caller) -> Result<(), String> {
+    let Some(method) = path.strip_prefix("/roamhub.v1.Roamhub/") else { return Ok(()) };
+    let role = match caller {
+        Caller::Insecure => return Ok(()),
+        Caller::Certified(role) => role,
+    };
+    let allowed = match method {
+        "Resolve" | "FollowPointer" | "WatchConsents" | "AcknowledgeWithdrawal" => {
+            matches!(role, Role::Service { .. })
+        }
+        "RegisterCitizen" | "HashIdentifiers" | "AddIdentifier" | "MoveHome" | "EraseCitizen"
+        | "AddKey" | "RemoveKey" | "SetLocation" | "GrantConsent" | "WithdrawConsent"
+        | "RenewConsent" | "ListServices" | "ListMembers" | "RaftMembers" | "NodeStatus" => true,
+        _ => matches!(role, Role::Operator { .. }),
+    };
+    match allowed {
+        true => Ok(()),
+        false => Err(format!("{method} is not open to a {}", role.kind())),
     }
 }
 
@@ -206,15 +238,36 @@ impl Api {
         }
     }
 
-    /// Operator calls carry the node's operator token; without a configured token they are
-    /// refused outright.
-    fn require_operator<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let presented = request.metadata().get(OPERATOR_TOKEN_METADATA_KEY);
-        let presented = presented.and_then(|value| value.to_str().ok());
-        match (self.node.operator_token(), presented) {
-            (Some(expected), Some(presented)) if expected == presented => Ok(()),
-            (None, _) => Err(Status::permission_denied("this node accepts no operator calls")),
-            _ => Err(Status::unauthenticated("a valid operator token is required")),
+    /// The city an operator call acts for: the operator's, as its certificate proves; on
+    /// an insecure node, the node's own.
+    fn operator_city<T>(&self, request: &Request<T>) -> Result<CityId, Status> {
+        match guard::caller(request)? {
+            Caller::Insecure => Ok(self.node.city_id().clone()),
+            Caller::Certified(Role::Operator { city_id }) => Ok(city_id),
+            Caller::Certified(role) => {
+                Err(Status::permission_denied(format!("only a city operator may, not {role}")))
+            }
+        }
+    }
+
+    /// A service acts only as itself: the service a request names must be the one its
+    /// certificate proves.
+    fn acting_as<T>(&self, request: &Request<T>, service_id: &ServiceId) -> Result<(), Status> {
+        match guard::caller(request)? {
+            Caller::Insecure => Ok(()),
+            Caller::Certified(Role::Service { service_id: proven }) if proven == *service_id => {
+                Ok(())
+            }
+            Caller::Certified(role) => {
+                warn!(caller = %role, "call refused: a service named another service");
+                let mut status = Status::permission_denied(format!(
+                    "service_id: a service acts only as itself, and the certificate is {role}'s"
+                ));
+                if let Ok(field) = "service_id".parse() {
+                    status.metadata_mut().insert(FIELD_METADATA_KEY, field);
+                }
+                Err(status)
+            }
         }
     }
 }
@@ -323,12 +376,12 @@ impl Roamhub for Api {
 
     #[instrument(skip_all, fields(rpc = "recover_key"))]
     async fn recover_key(&self, request: Request<pb::RecoverKeyRequest>) -> Reply<pb::Citizen> {
-        self.require_operator(&request)?;
+        let by_city = self.operator_city(&request)?;
         let request = request.into_inner();
         let command = Command::RecoverKey {
             citizen_id: convert::citizen_id(&request.citizen_id)?,
             public_key: convert::public_key("public_key", &request.public_key)?,
-            by_city: self.node.city_id().clone(),
+            by_city,
         };
         match self.propose(command).await? {
             Applied::Citizen(citizen) => {
@@ -438,11 +491,11 @@ impl Roamhub for Api {
         &self,
         request: Request<pb::RevokeConsentRequest>,
     ) -> Reply<pb::Consent> {
-        self.require_operator(&request)?;
+        let by_city = self.operator_city(&request)?;
         let consent_id =
             roamhub_index::ConsentId::parse("consent_id", &request.get_ref().consent_id)
                 .map_err(invalid)?;
-        let command = Command::RevokeConsent { consent_id, by_city: self.node.city_id().clone() };
+        let command = Command::RevokeConsent { consent_id, by_city };
         match self.propose(command).await? {
             Applied::Consent(consent) => {
                 Ok(Response::new(convert::pb_consent(&consent, now_unix_ms())))
@@ -456,7 +509,7 @@ impl Roamhub for Api {
         &self,
         request: Request<pb::SetConsentLifetimeMaxRequest>,
     ) -> Reply<pb::SetConsentLifetimeMaxResponse> {
-        self.require_operator(&request)?;
+        self.operator_city(&request)?;
         let lifetime_max_ms = convert::optional_time(request.get_ref().lifetime_max_ms);
         match self.propose(Command::SetConsentLifetimeMax { lifetime_max_ms }).await? {
             Applied::PolicySet => Ok(Response::new(pb::SetConsentLifetimeMaxResponse {})),
@@ -472,6 +525,7 @@ impl Roamhub for Api {
         request: Request<pb::WatchConsentsRequest>,
     ) -> Reply<Self::WatchConsentsStream> {
         let service_id = convert::service_id(&request.get_ref().service_id)?;
+        self.acting_as(&request, &service_id)?;
         let permit = self.watch_streams.clone().try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!("this node serves {WATCH_STREAMS_MAX} watches"))
         })?;
@@ -479,15 +533,14 @@ impl Roamhub for Api {
         Ok(Response::new(stream))
     }
 
-    // TODO: only the service itself should acknowledge; services are not authenticated
-    // until the API uses mutual TLS with service certificates.
     #[instrument(skip_all, fields(rpc = "acknowledge_withdrawal"))]
     async fn acknowledge_withdrawal(
         &self,
         request: Request<pb::AcknowledgeWithdrawalRequest>,
     ) -> Reply<pb::ServiceConsent> {
+        let service_id = convert::service_id(&request.get_ref().service_id)?;
+        self.acting_as(&request, &service_id)?;
         let request = request.into_inner();
-        let service_id = convert::service_id(&request.service_id)?;
         let consent_id =
             roamhub_index::ConsentId::parse("consent_id", &request.consent_id).map_err(invalid)?;
         let command = Command::AcknowledgeWithdrawal { service_id, consent_id };
@@ -503,8 +556,9 @@ impl Roamhub for Api {
 
     #[instrument(skip_all, fields(rpc = "resolve"))]
     async fn resolve(&self, request: Request<pb::ResolveRequest>) -> Reply<pb::ResolveResponse> {
+        let service_id = convert::service_id(&request.get_ref().service_id)?;
+        self.acting_as(&request, &service_id)?;
         let request = request.into_inner();
-        let service_id = convert::service_id(&request.service_id)?;
         let args = ResolveArgs {
             identifier: convert::identifier("identifier", request.identifier.as_ref(), self.key())?,
             service_id: service_id.clone(),
@@ -524,8 +578,9 @@ impl Roamhub for Api {
         &self,
         request: Request<pb::FollowPointerRequest>,
     ) -> Reply<pb::ResolveResponse> {
+        let service_id = convert::service_id(&request.get_ref().service_id)?;
+        self.acting_as(&request, &service_id)?;
         let request = request.into_inner();
-        let service_id = convert::service_id(&request.service_id)?;
         let args = FollowArgs {
             old_uri: request.old_uri,
             service_id: service_id.clone(),
@@ -603,7 +658,7 @@ impl Roamhub for Api {
         &self,
         request: Request<pb::AddLearnerRequest>,
     ) -> Reply<pb::RaftMembersResponse> {
-        self.require_operator(&request)?;
+        self.operator_city(&request)?;
         let request = request.into_inner();
         if request.node_id == 0 {
             return Err(Status::invalid_argument("node_id: must not be zero"));
@@ -618,7 +673,7 @@ impl Roamhub for Api {
         &self,
         request: Request<pb::PromoteVoterRequest>,
     ) -> Reply<pb::RaftMembersResponse> {
-        self.require_operator(&request)?;
+        self.operator_city(&request)?;
         self.node.promote_voter(request.get_ref().node_id).await?;
         Ok(Response::new(self.raft_members_reply()))
     }
@@ -628,7 +683,7 @@ impl Roamhub for Api {
         &self,
         request: Request<pb::RemoveNodeRequest>,
     ) -> Reply<pb::RaftMembersResponse> {
-        self.require_operator(&request)?;
+        self.operator_city(&request)?;
         let node_id = request.get_ref().node_id;
         self.node.require_leader()?;
         let city = self.node.reader().with_index(|index| index.city_of_node(node_id).cloned());

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::IdentifierKey;
+use crate::tls::TlsFiles;
 
 /// Largest public API request a node decodes.
 pub const API_MESSAGE_BYTES_MAX: usize = 256 * 1024;
@@ -42,6 +43,14 @@ pub const WATCH_STREAM_BUFFERED_MAX: usize = 64;
 pub const LEADER_WAIT: Duration = Duration::from_secs(2);
 /// Connecting to a peer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connecting client may take to finish its TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// TLS handshakes one listener runs at once; connections beyond are dropped unanswered.
+pub const TLS_HANDSHAKES_IN_FLIGHT_MAX: usize = 256;
+/// Accepted connections waiting for the gRPC server to take them.
+pub const ACCEPTED_QUEUE_MAX: usize = 64;
+/// How often a node looks for renewed certificates or revocation lists.
+pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Raft timing, in milliseconds; defaults suit a LAN or loopback. Between cities, set the
 /// election timeout to 10 to 20 round trips.
@@ -114,9 +123,8 @@ pub struct NodeConfig {
     pub timing: RaftTiming,
     /// The federation's identifier key, the same on every node.
     pub identifier_key: IdentifierKey,
-    /// The secret that operator calls (key recovery) must carry; `None` refuses them all.
-    // TODO: replace with operator certificates once the API uses mutual TLS.
-    pub operator_token: Option<String>,
+    /// The node's certificates; `None` runs plaintext with every caller trusted.
+    pub tls: Option<TlsFiles>,
 }
 
 impl NodeConfig {
@@ -135,10 +143,4 @@ impl NodeConfig {
             ..Default::default()
         }
     }
-}
-
-/// Accepted connections of a listener, with Nagle's algorithm off: gRPC writes headers,
-/// body and trailers separately, and Nagle would hold each reply behind a delayed ACK.
-pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
 }

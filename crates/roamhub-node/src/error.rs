@@ -9,8 +9,6 @@ use tonic::{Code, Status};
 
 /// Metadata key naming the request field a refusal is about.
 pub const FIELD_METADATA_KEY: &str = "roamhub-field";
-/// Metadata key carrying a node's operator token on operator calls.
-pub const OPERATOR_TOKEN_METADATA_KEY: &str = "roamhub-operator-token";
 
 /// Why a write or read could not be answered by the federation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

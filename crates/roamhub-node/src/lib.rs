@@ -17,7 +17,9 @@
 //! - [`erasure`]: compacting a node's storage after a citizen is erased;
 //! - [`files`]: owner-only files for secrets;
 //! - [`error`]: why a request failed, mapped once to a gRPC status;
-//! - [`identity`]: the federation's identifier key, its hashes and pseudonyms.
+//! - [`identity`]: the federation's identifier key, its hashes and pseudonyms;
+//! - [`tls`]: mutual TLS, the roles certificates name, and reloading them;
+//! - [`guard`]: who may call which RPC, checked before any handler runs.
 
 pub mod api;
 pub mod config;
@@ -25,13 +27,16 @@ pub mod convert;
 pub mod erasure;
 pub mod error;
 pub mod files;
+pub mod guard;
 pub mod identity;
 pub mod internal;
 pub mod network;
 pub mod node;
 pub mod receipt;
 pub mod resolver;
+pub mod tls;
 pub mod watch;
 
 pub use config::{BootstrapMember, NodeConfig, RaftTiming};
 pub use node::{Node, RunningNode};
+pub use tls::{Caller, Role, TlsFiles, Transport};

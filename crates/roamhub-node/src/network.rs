@@ -22,19 +22,10 @@ use roamhub_store::codec::{self, FORMAT_VERSION};
 use roamhub_store::{NodeAddress, TypeConfig};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use crate::config::{CONNECT_TIMEOUT, RAFT_MESSAGE_BYTES_MAX, RAFT_RPC_TIMEOUT};
-
-/// Opens a lazily connected channel to `addr` (`host:port`), bounded in time.
-fn lazy_channel(addr: &str, request_timeout: Duration) -> Result<Channel, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("bad address {addr:?}: {e}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(request_timeout)
-        .tcp_nodelay(true);
-    Ok(endpoint.connect_lazy())
-}
+use crate::config::{RAFT_MESSAGE_BYTES_MAX, RAFT_RPC_TIMEOUT};
+use crate::tls::Transport;
 
 pub fn to_message<T: Serialize>(value: &T) -> RaftMessage {
     RaftMessage { format_version: u32::from(FORMAT_VERSION), data: codec::encode(value) }
@@ -49,13 +40,14 @@ pub fn from_message<T: DeserializeOwned>(message: &RaftMessage) -> Result<T, Str
 
 /// One lazily connected channel per address, all with the same request timeout.
 pub struct ChannelPool {
+    transport: Transport,
     request_timeout: Duration,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl ChannelPool {
-    pub fn new(request_timeout: Duration) -> ChannelPool {
-        ChannelPool { request_timeout, channels: Mutex::new(HashMap::new()) }
+    pub fn new(transport: Transport, request_timeout: Duration) -> ChannelPool {
+        ChannelPool { transport, request_timeout, channels: Mutex::new(HashMap::new()) }
     }
 
     pub fn get(&self, addr: &str) -> Result<Channel, String> {
@@ -63,7 +55,8 @@ impl ChannelPool {
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
-        let channel = lazy_channel(addr, self.request_timeout)?;
+        let channel =
+            self.transport.channel(addr, self.request_timeout).map_err(|e| format!("{e:#}"))?;
         channels.insert(addr.to_owned(), channel.clone());
         Ok(channel)
     }
@@ -78,9 +71,9 @@ pub struct Network {
     channels: Arc<ChannelPool>,
 }
 
-impl Default for Network {
-    fn default() -> Network {
-        Network { channels: Arc::new(ChannelPool::new(RAFT_RPC_TIMEOUT)) }
+impl Network {
+    pub fn new(transport: Transport) -> Network {
+        Network { channels: Arc::new(ChannelPool::new(transport, RAFT_RPC_TIMEOUT)) }
     }
 }
 

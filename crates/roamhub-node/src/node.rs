@@ -32,6 +32,7 @@ use crate::error::NodeError;
 use crate::identity::IdentifierKey;
 use crate::network::{ChannelPool, Network, from_message, to_message};
 use crate::receipt::ReceiptKey;
+use crate::tls::{self, Tls, Transport};
 use crate::{api, erasure, internal, resolver};
 
 pub type Raft = openraft::Raft<TypeConfig>;
@@ -102,6 +103,8 @@ pub struct Node {
     resolve_jobs: mpsc::Sender<resolver::Job>,
     /// Channels to leaders' `Forward` service, by Raft address; apart from Raft traffic.
     forward_channels: ChannelPool,
+    /// How both listeners and every outgoing connection are secured.
+    transport: Transport,
 }
 
 /// A started node and the tasks that serve it.
@@ -122,11 +125,17 @@ impl Node {
             .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
         let reader = storage.state_machine.reader();
 
+        let transport = match &config.tls {
+            Some(files) => Transport::Tls(Tls::load(files.clone())?),
+            None => Transport::Insecure,
+        };
+        tls::warn_if_insecure(&transport);
+
         let raft_config = Arc::new(config.raft_config().validate()?);
         let (log_store, state_machine) = (storage.log_store, storage.state_machine);
+        let network = Network::new(transport.clone());
         let raft =
-            Raft::new(config.node_id, raft_config, Network::default(), log_store, state_machine)
-                .await?;
+            Raft::new(config.node_id, raft_config, network, log_store, state_machine).await?;
         let raft_listener = TcpListener::bind(&config.raft_addr)
             .await
             .with_context(|| format!("binding the Raft listener on {}", config.raft_addr))?;
@@ -145,11 +154,12 @@ impl Node {
             db: storage.db,
             receipt_key,
             resolve_jobs,
-            forward_channels: ChannelPool::new(FORWARD_TIMEOUT),
+            forward_channels: ChannelPool::new(transport.clone(), FORWARD_TIMEOUT),
+            transport: transport.clone(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let span = info_span!("node", city = %node.city_id, node_id = node.node_id);
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(
                 internal::serve(node.clone(), raft_listener, shutdown_rx.clone())
                     .instrument(span.clone()),
@@ -166,8 +176,13 @@ impl Node {
                 resolver::run_batches(node.clone(), resolve_queue, shutdown_rx.clone())
                     .instrument(span.clone()),
             ),
-            tokio::spawn(node.clone().announce_membership(shutdown_rx).instrument(span.clone())),
+            tokio::spawn(
+                node.clone().announce_membership(shutdown_rx.clone()).instrument(span.clone()),
+            ),
         ];
+        if let Transport::Tls(tls) = &transport {
+            tasks.push(tokio::spawn(tls.clone().watch_files(shutdown_rx).instrument(span.clone())));
+        }
 
         node.bootstrap_once().instrument(span).await?;
         Ok(RunningNode { node, shutdown, tasks })
@@ -267,9 +282,34 @@ impl Node {
         &self.db
     }
 
-    /// The secret operator calls must present, when the node accepts any.
-    pub fn operator_token(&self) -> Option<&str> {
-        self.config.operator_token.as_deref()
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// Whether a peer proved to be node `node_id` of `city_id` may talk Raft with this
+    /// node: it must be in the Raft group, and no city of the index may say otherwise. A
+    /// node that belongs to no group yet hears any node of the federation's authority, so
+    /// that a leader can bring it in as a learner.
+    pub fn admits_peer(&self, city_id: &CityId, node_id: u64) -> Result<(), String> {
+        let membership = self.raft_membership();
+        let mut nodes = membership.nodes().map(|(id, _)| *id).peekable();
+        if nodes.peek().is_none() {
+            return Ok(());
+        }
+        if !nodes.any(|id| id == node_id) {
+            return Err(format!("node {node_id} is not in the federation's Raft group"));
+        }
+        self.reader.with_index(|index| {
+            if let Some(owner) = index.city_of_node(node_id).filter(|owner| *owner != city_id) {
+                return Err(format!("node {node_id} belongs to {owner}, not {city_id}"));
+            }
+            match index.member(city_id) {
+                Some(member) if member.raft_node_id != node_id => {
+                    Err(format!("{city_id} runs node {}, not node {node_id}", member.raft_node_id))
+                }
+                _ => Ok(()),
+            }
+        })
     }
 
     pub fn raft(&self) -> &Raft {

@@ -1,7 +1,8 @@
 //! Throughput and latency of a three-city federation of real node processes on loopback,
 //! printed as a table: writes, resolutions (each with its committed access record) through
 //! the leader and through a follower, and linearizable reads; then each node's memory and
-//! disk use.
+//! disk use. Every phase runs twice in the same run, once under mutual TLS and once in
+//! plaintext (`--insecure`), and the cost of TLS is printed last.
 //!
 //! Run with `cargo bench -p roamhub --bench federation`. `ROAMHUB_BENCH_SECONDS` sets the
 //! length of each phase (default 5) and `ROAMHUB_BENCH_CLIENTS` the concurrent clients
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant};
 use roamhub::client::Client;
 use roamhub::keystore::{CitizenKey, CitizenRequest};
 use roamhub::local::{City, LocalFederation};
+use roamhub_index::ServiceId;
+use roamhub_node::Role;
 use roamhub_proto::v1 as pb;
 
 const CITIES: [City; 3] = [
@@ -35,7 +38,7 @@ enum Operation {
 }
 
 struct Phase {
-    name: &'static str,
+    name: String,
     operations: usize,
     failures: usize,
     seconds: f64,
@@ -50,34 +53,63 @@ fn main() -> anyhow::Result<()> {
 async fn run() -> anyhow::Result<()> {
     let seconds = setting("ROAMHUB_BENCH_SECONDS", 5);
     let clients = setting("ROAMHUB_BENCH_CLIENTS", 32) as usize;
-    let dir = tempfile::Builder::new().prefix("roamhub-bench-").tempdir()?;
-    let exe = Path::new(env!("CARGO_BIN_EXE_roamhub"));
-    let federation = LocalFederation::start(exe, dir.path(), &CITIES, &[])?;
-    federation.wait_ready(Duration::from_secs(30)).await?;
-    let leader = federation.leader().await.expect("a leader");
-    let follower = (leader + 1) % 3;
-
-    let mut citizens = seed(&mut federation.client(leader).await?).await?;
     println!(
         "roamhub federation bench: 3 nodes on loopback, {clients} clients, {seconds} s per phase"
     );
-    let duration = Duration::from_secs(seconds);
-    let phases = [
-        ("resolve via leader", leader, Operation::Resolve),
-        ("resolve via follower", follower, Operation::Resolve),
-        ("read citizen via leader", leader, Operation::ReadCitizen),
-        ("read citizen via follower", follower, Operation::ReadCitizen),
-        ("set location via leader", leader, Operation::SetLocation),
-    ];
     let mut results = Vec::new();
-    for (name, position, operation) in phases {
-        let addr = federation.nodes[position].api_addr.clone();
-        results.push(measure(name, &addr, operation, &mut citizens, clients, duration).await?);
+    for transport in ["tls", "plain"] {
+        let dir = tempfile::Builder::new().prefix("roamhub-bench-").tempdir()?;
+        let exe = Path::new(env!("CARGO_BIN_EXE_roamhub"));
+        let federation = match transport {
+            "tls" => LocalFederation::start(exe, dir.path(), &CITIES, &[])?,
+            _ => LocalFederation::start_insecure(exe, dir.path(), &CITIES, &[])?,
+        };
+        federation.wait_ready(Duration::from_secs(30)).await?;
+        let leader = federation.leader().await.expect("a leader");
+        let follower = (leader + 1) % 3;
+
+        let mut citizens = seed(&mut federation.client(leader).await?).await?;
+        let duration = Duration::from_secs(seconds);
+        let phases = [
+            ("resolve via leader", leader, Operation::Resolve),
+            ("resolve via follower", follower, Operation::Resolve),
+            ("read citizen via leader", leader, Operation::ReadCitizen),
+            ("read citizen via follower", follower, Operation::ReadCitizen),
+            ("set location via leader", leader, Operation::SetLocation),
+        ];
+        for (name, position, operation) in phases {
+            let name = format!("{transport:<5} {name}");
+            let target = Target { federation: &federation, position };
+            results.push(measure(name, target, operation, &mut citizens, clients, duration).await?);
+        }
+        println!("\nfootprint after the {transport} phases:");
+        print_footprint(&federation);
     }
 
     print_table(&results);
-    print_footprint(&federation);
+    print_tls_cost(&results);
     Ok(())
+}
+
+/// The node a phase talks to.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    federation: &'a LocalFederation,
+    position: usize,
+}
+
+impl Target<'_> {
+    /// A client on a connection of its own: as the service for resolutions, else as the
+    /// node's city operator (a citizen portal).
+    fn client(&self, operation: Operation) -> anyhow::Result<Client> {
+        let role = match operation {
+            Operation::Resolve => {
+                Role::Service { service_id: ServiceId::parse("s", "ride.share")? }
+            }
+            _ => self.federation.operator(self.position),
+        };
+        self.federation.client_as(self.position, &role)
+    }
 }
 
 /// A seeded citizen: id, signing key, and the sequence number of their next operation.
@@ -137,8 +169,8 @@ fn location(citizen_id: &str, version: usize) -> pb::SetLocationRequest {
 /// client owns the citizens whose position modulo `clients` is its own, so that no two
 /// clients race for one citizen's sequence numbers.
 async fn measure(
-    name: &'static str,
-    addr: &str,
+    name: String,
+    target: Target<'_>,
     operation: Operation,
     citizens: &mut Vec<BenchCitizen>,
     clients: usize,
@@ -153,7 +185,7 @@ async fn measure(
 
     let mut tasks = Vec::new();
     for mut mine in owned {
-        let mut client = roamhub::client::connect(addr).await?;
+        let mut client = target.client(operation)?;
         tasks.push(tokio::spawn(async move {
             let (mut latencies, mut failures, mut round) = (Vec::new(), 0, 0);
             while Instant::now() < deadline && !mine.is_empty() {
@@ -232,20 +264,40 @@ fn percentile(sorted: &[Duration], fraction: f64) -> f64 {
 
 fn print_table(phases: &[Phase]) {
     println!(
-        "\n{:<28} {:>9} {:>9} {:>10} {:>9} {:>9}",
+        "\n{:<34} {:>9} {:>9} {:>10} {:>9} {:>9}",
         "phase", "ops", "failed", "ops/s", "p50 ms", "p99 ms"
     );
     for phase in phases {
         println!(
-            "{:<28} {:>9} {:>9} {:>10.0} {:>9.2} {:>9.2}",
+            "{:<34} {:>9} {:>9} {:>10.0} {:>9.2} {:>9.2}",
             phase.name,
             phase.operations,
             phase.failures,
-            phase.operations as f64 / phase.seconds,
+            throughput(phase),
             percentile(&phase.latencies, 0.50),
             percentile(&phase.latencies, 0.99),
         );
     }
+}
+
+/// Throughput under TLS relative to plaintext, phase by phase.
+fn print_tls_cost(phases: &[Phase]) {
+    println!("\n{:<28} {:>10} {:>10} {:>9}", "cost of TLS", "tls ops/s", "plain ops/s", "change");
+    for tls in phases.iter().filter(|p| p.name.starts_with("tls")) {
+        let bare = tls.name.trim_start_matches("tls").trim_start();
+        let Some(plain) =
+            phases.iter().find(|p| p.name.starts_with("plain") && p.name.ends_with(bare))
+        else {
+            continue;
+        };
+        let (with, without) = (throughput(tls), throughput(plain));
+        let change = (with / without - 1.0) * 100.0;
+        println!("{bare:<28} {with:>10.0} {without:>10.0} {change:>8.1}%");
+    }
+}
+
+fn throughput(phase: &Phase) -> f64 {
+    phase.operations as f64 / phase.seconds
 }
 
 /// Resident memory (from /proc) and data directory size of each node.

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use roamhub_node::tls::Tls;
+use roamhub_node::{TlsFiles, Transport};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -13,6 +15,8 @@ use clap::{Args, Parser, Subcommand};
 pub struct Cli {
     #[command(flatten)]
     pub client: ClientOptions,
+    #[command(flatten)]
+    pub tls: TlsOptions,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -31,10 +35,67 @@ pub struct ClientOptions {
     pub keystore: Option<PathBuf>,
 }
 
+/// The certificates a node or client proves itself with. Nodes and clients alike refuse
+/// to run without them unless `--insecure` says so.
+#[derive(Debug, Clone, Args)]
+pub struct TlsOptions {
+    /// PEM certificate of the federation's certificate authority.
+    #[arg(long, global = true, env = "ROAMHUB_CA")]
+    pub ca: Option<PathBuf>,
+    /// PEM certificate of this node, operator or service.
+    #[arg(long, global = true, env = "ROAMHUB_CERT")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of `--cert`.
+    #[arg(long, global = true, env = "ROAMHUB_KEY")]
+    pub key: Option<PathBuf>,
+    /// PEM revocation list of the certificate authority, reloaded when it changes.
+    #[arg(long, global = true, env = "ROAMHUB_CRL")]
+    pub crl: Option<PathBuf>,
+    /// Plaintext, no certificates, nobody authenticated: for local experiments only.
+    #[arg(long, global = true, env = "ROAMHUB_INSECURE")]
+    pub insecure: bool,
+}
+
+impl TlsOptions {
+    /// The certificate files, or `None` under `--insecure`; an error when neither is given.
+    pub fn files(&self) -> anyhow::Result<Option<TlsFiles>> {
+        if self.insecure {
+            return Ok(None);
+        }
+        match (&self.ca, &self.cert, &self.key) {
+            (Some(ca), Some(cert), Some(key)) => Ok(Some(TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+                crl: self.crl.clone(),
+            })),
+            _ => anyhow::bail!(
+                "--ca, --cert and --key (or ROAMHUB_CA, ROAMHUB_CERT and ROAMHUB_KEY) are \
+                 required; --insecure runs plaintext, for local experiments only"
+            ),
+        }
+    }
+
+    /// How a client reaches nodes: with its certificate, or plaintext under `--insecure`,
+    /// which it says on standard error.
+    pub fn client_transport(&self) -> anyhow::Result<Transport> {
+        match self.files()? {
+            Some(files) => Ok(Transport::Tls(Tls::load(files)?)),
+            None => {
+                eprintln!("warning: --insecure: plaintext, and the node cannot tell who you are");
+                Ok(Transport::Insecure)
+            }
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a node.
     Serve(ServeArgs),
+    /// A development certificate authority: create it, issue and revoke certificates.
+    #[command(subcommand)]
+    Certs(CertsCommand),
     /// Start a local federation of three cities and tell a citizen's story through it.
     Demo(DemoArgs),
     #[command(flatten)]
@@ -80,15 +141,75 @@ pub struct ServeArgs {
     /// which other users of the machine can see.
     #[arg(long, env = "ROAMHUB_IDENTIFIER_KEY", hide_env_values = true)]
     pub identifier_key: Option<String>,
-    /// Secret that operator calls (key recovery) must present; none accepted when unset.
-    #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
-    pub operator_token: Option<String>,
     /// Build a snapshot after this many applied entries.
     #[arg(long, env = "ROAMHUB_SNAPSHOT_EVERY_ENTRIES")]
     pub snapshot_every_entries: Option<u64>,
     /// Entries kept in the log behind a snapshot.
     #[arg(long, env = "ROAMHUB_ENTRIES_KEPT_AFTER_SNAPSHOT")]
     pub entries_kept_after_snapshot: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a certificate authority in a folder: ca.pem, ca.key, crl.pem.
+    Ca {
+        /// The authority's folder.
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value = "roamhub development CA")]
+        name: String,
+        #[arg(long, default_value_t = 3650)]
+        days: u32,
+    },
+    /// Issue a certificate for a city's node, valid for the hosts it is dialled at.
+    Node {
+        #[command(flatten)]
+        issue: IssueArgs,
+        #[arg(long)]
+        city: String,
+        #[arg(long)]
+        node_id: u64,
+        /// A DNS name or IP address the node is reached at; repeatable. Default: localhost
+        /// and 127.0.0.1.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
+    /// Issue a certificate for a city's operator.
+    Operator {
+        #[command(flatten)]
+        issue: IssueArgs,
+        #[arg(long)]
+        city: String,
+    },
+    /// Issue a certificate for a service.
+    Service {
+        #[command(flatten)]
+        issue: IssueArgs,
+        #[arg(long)]
+        service: String,
+    },
+    /// Revoke a certificate: it joins the authority's revocation list, which nodes reload.
+    Revoke {
+        /// The authority's folder.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The certificate to revoke (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+    },
+}
+
+/// Where the authority is and where the new certificate goes.
+#[derive(Debug, Clone, Args)]
+pub struct IssueArgs {
+    /// The authority's folder.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Folder for NAME.pem and NAME.key; the authority's folder by default.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -168,12 +289,7 @@ pub enum CitizenCommand {
     /// Everything the index holds about the citizen, as one JSON document.
     Export { citizen_id: String },
     /// Operator: give a citizen who lost every key a new one, kept in this keystore.
-    RecoverKey {
-        citizen_id: String,
-        /// The node's operator token.
-        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
-        operator_token: String,
-    },
+    RecoverKey { citizen_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -226,11 +342,7 @@ pub enum ConsentCommand {
         valid_until_ms: Option<u64>,
     },
     /// Operator of the citizen's home city: end a consent on the city's authority.
-    Revoke {
-        consent_id: String,
-        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
-        operator_token: String,
-    },
+    Revoke { consent_id: String },
     /// List a citizen's consents with their status now.
     List { citizen_id: String },
 }
@@ -303,20 +415,13 @@ pub enum FederationCommand {
         /// How long the new node may take to catch up.
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
-        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
-        operator_token: String,
     },
     /// Operator: take the node `--node` points at out of the federation.
-    Leave {
-        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
-        operator_token: String,
-    },
+    Leave,
     /// Operator: take another node out of the federation.
     Remove {
         #[arg(long)]
         node_id: u64,
-        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
-        operator_token: String,
     },
     /// The node's Raft role, leader, term and progress.
     Status,
@@ -324,7 +429,5 @@ pub enum FederationCommand {
     SetConsentLifetimeMax {
         #[arg(long)]
         days: u64,
-        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
-        operator_token: String,
     },
 }

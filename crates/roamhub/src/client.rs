@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use roamhub_proto::v1 as pb;
 use roamhub_proto::v1::roamhub_client::RoamhubClient;
 use serde::Serialize;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use roamhub_index::access_chain;
-use roamhub_node::error::OPERATOR_TOKEN_METADATA_KEY;
+use roamhub_node::Transport;
 
 use crate::cli::{
     AccessLogArgs, CitizenCommand, ClientCommand, ClientOptions, ConsentCommand, FederationCommand,
@@ -19,18 +19,15 @@ use crate::cli::{
 use crate::keystore::{CitizenKey, CitizenRequest, Keystore};
 use crate::membership;
 
-/// How long the client waits to connect, and for an answer.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the client waits for an answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub type Client = RoamhubClient<Channel>;
 
-pub async fn connect(node: &str) -> anyhow::Result<Client> {
-    let endpoint = Endpoint::from_shared(format!("http://{node}"))
-        .with_context(|| format!("{node:?} is not a host:port"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CALL_TIMEOUT);
-    let channel = endpoint.connect().await.with_context(|| format!("connecting to node {node}"))?;
+/// A client of the node at `node` (`host:port`), secured as `transport` says. The
+/// connection opens at the first call.
+pub fn connect(node: &str, transport: &Transport) -> anyhow::Result<Client> {
+    let channel = transport.channel(node, CALL_TIMEOUT)?;
     Ok(RoamhubClient::new(channel))
 }
 
@@ -42,6 +39,7 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
 /// What the client subcommands share: the connection, the output mode and the keystore.
 struct Session {
     client: Client,
+    transport: Transport,
     json: bool,
     keystore: Keystore,
 }
@@ -54,10 +52,14 @@ impl Session {
     }
 }
 
-pub async fn run(options: ClientOptions, command: ClientCommand) -> anyhow::Result<()> {
-    let client = connect(&options.node).await?;
+pub async fn run(
+    options: ClientOptions,
+    transport: Transport,
+    command: ClientCommand,
+) -> anyhow::Result<()> {
+    let client = connect(&options.node, &transport)?;
     let keystore = Keystore::open(options.keystore.as_deref())?;
-    let mut session = Session { client, json: options.json, keystore };
+    let mut session = Session { client, transport, json: options.json, keystore };
     let json = options.json;
     let client = &mut session.client;
     match command {
@@ -72,7 +74,9 @@ pub async fn run(options: ClientOptions, command: ClientCommand) -> anyhow::Resu
             let reply = client.follow_pointer(request).await.map_err(status_error)?.into_inner();
             emit(json, &reply, print_resolution)
         }
-        ClientCommand::Federation(command) => federation(client, json, command).await,
+        ClientCommand::Federation(command) => {
+            federation(client, &session.transport, json, command).await
+        }
     }
 }
 
@@ -168,8 +172,8 @@ async fn citizen(session: &mut Session, command: CitizenCommand) -> anyhow::Resu
             let citizen = remove_key(session, &citizen_id, key_id).await?;
             emit(json, &citizen, print_citizen)
         }
-        CitizenCommand::RecoverKey { citizen_id, operator_token } => {
-            let citizen = recover_key(session, &citizen_id, &operator_token).await?;
+        CitizenCommand::RecoverKey { citizen_id } => {
+            let citizen = recover_key(session, &citizen_id).await?;
             emit(json, &citizen, print_citizen)
         }
     }
@@ -204,28 +208,15 @@ async fn rotate_key(session: &mut Session, citizen_id: &str) -> anyhow::Result<p
     remove_key(session, citizen_id, old_key_id).await
 }
 
-async fn recover_key(
-    session: &mut Session,
-    citizen_id: &str,
-    operator_token: &str,
-) -> anyhow::Result<pb::Citizen> {
+async fn recover_key(session: &mut Session, citizen_id: &str) -> anyhow::Result<pb::Citizen> {
     let new_key = CitizenKey::generate()?;
     let request = pb::RecoverKeyRequest {
         citizen_id: citizen_id.to_owned(),
         public_key: new_key.public_key().as_bytes().to_vec(),
     };
-    let request = as_operator(request, operator_token)?;
     let citizen = session.client.recover_key(request).await.map_err(status_error)?.into_inner();
     session.keystore.save(citizen_id, &new_key)?;
     Ok(citizen)
-}
-
-/// A request carrying the node's operator token.
-pub fn as_operator<T>(message: T, operator_token: &str) -> anyhow::Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    let token = operator_token.parse().context("the operator token is not valid metadata")?;
-    request.metadata_mut().insert(OPERATOR_TOKEN_METADATA_KEY, token);
-    Ok(request)
 }
 
 async fn location(session: &mut Session, command: LocationCommand) -> anyhow::Result<()> {
@@ -302,8 +293,8 @@ async fn consent(session: &mut Session, command: ConsentCommand) -> anyhow::Resu
             let consent = session.client.renew_consent(request).await.map_err(status_error)?;
             emit(json, &consent.into_inner(), print_consent)
         }
-        ConsentCommand::Revoke { consent_id, operator_token } => {
-            let request = as_operator(pb::RevokeConsentRequest { consent_id }, &operator_token)?;
+        ConsentCommand::Revoke { consent_id } => {
+            let request = pb::RevokeConsentRequest { consent_id };
             let consent = session.client.revoke_consent(request).await.map_err(status_error)?;
             emit(json, &consent.into_inner(), print_consent)
         }
@@ -444,6 +435,7 @@ pub fn verify_access_chain(records: &[pb::AccessRecord]) -> Result<(), String> {
 
 async fn federation(
     client: &mut Client,
+    transport: &Transport,
     json: bool,
     command: FederationCommand,
 ) -> anyhow::Result<()> {
@@ -452,7 +444,7 @@ async fn federation(
             let reply =
                 client.list_members(pb::ListMembersRequest {}).await.map_err(status_error)?;
             let members = reply.into_inner().members;
-            let mut leader = membership::leader(client).await?;
+            let mut leader = membership::leader(client, transport).await?;
             let group =
                 leader.raft_members(pb::RaftMembersRequest {}).await.map_err(status_error)?;
             let group = group.into_inner();
@@ -462,24 +454,23 @@ async fn federation(
                 membership::print_raft_members(&group);
             })
         }
-        FederationCommand::Join { node_id, raft_addr, api_addr, timeout_secs, operator_token } => {
+        FederationCommand::Join { node_id, raft_addr, api_addr, timeout_secs } => {
             let learner = pb::AddLearnerRequest { node_id, raft_addr, api_addr };
             let timeout = Duration::from_secs(timeout_secs);
-            let group = membership::join(client, learner, timeout, &operator_token).await?;
+            let group = membership::join(client, transport, learner, timeout).await?;
             emit(json, &group, membership::print_raft_members)
         }
-        FederationCommand::Leave { operator_token } => {
-            let group = membership::leave(client, &operator_token).await?;
+        FederationCommand::Leave => {
+            let group = membership::leave(client, transport).await?;
             emit(json, &group, membership::print_raft_members)
         }
-        FederationCommand::Remove { node_id, operator_token } => {
-            let group = membership::remove(client, node_id, &operator_token).await?;
+        FederationCommand::Remove { node_id } => {
+            let group = membership::remove(client, transport, node_id).await?;
             emit(json, &group, membership::print_raft_members)
         }
-        FederationCommand::SetConsentLifetimeMax { days, operator_token } => {
+        FederationCommand::SetConsentLifetimeMax { days } => {
             let lifetime_max_ms = days.saturating_mul(86_400_000);
             let request = pb::SetConsentLifetimeMaxRequest { lifetime_max_ms };
-            let request = as_operator(request, &operator_token)?;
             client.set_consent_lifetime_max(request).await.map_err(status_error)?;
             emit(json, &serde_json::json!({ "lifetime_max_ms": lifetime_max_ms }), |_| {
                 println!("consents now last at most {days} days (0: no limit)")

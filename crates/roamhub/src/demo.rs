@@ -8,6 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use roamhub_index::ServiceId;
+use roamhub_node::Role;
 use roamhub_proto::v1 as pb;
 
 use crate::cli::DemoArgs;
@@ -89,11 +91,34 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
-    step(1, "Three cities start a node each and form a federation through Raft.");
+    step(
+        1,
+        concat!(
+            "Three cities start a node each and form a federation through Raft, over mutual\n",
+            "   TLS: every node, operator and service holds a certificate from the federation's\n",
+            "   authority, and a caller without one is turned away at the handshake."
+        ),
+    );
     federation.wait_ready(READY_TIMEOUT).await?;
+    // Citizens reach the federation through their city's portal, which holds the city
+    // operator's certificate; the service holds its own.
     let mut eindhoven = federation.client(EINDHOVEN).await?;
     let mut helsinki = federation.client(HELSINKI).await?;
     let mut valencia = federation.client(VALENCIA).await?;
+    let mut service_at = [
+        federation.service_client(EINDHOVEN, SERVICE).await?,
+        federation.service_client(HELSINKI, SERVICE).await?,
+        federation.service_client(VALENCIA, SERVICE).await?,
+    ];
+    let stranger = Role::Service { service_id: ServiceId::parse("service", "data.broker")? };
+    let mut stranger = federation.client_as(HELSINKI, &stranger)?;
+    let refused = stranger.resolve(resolve_request()).await;
+    match refused {
+        Err(status) if status.code() == tonic::Code::PermissionDenied => {
+            said(format!("data.broker, asking as {SERVICE}: {}", status.message()))
+        }
+        other => bail!("a service acting as another should be refused, got {other:?}"),
+    }
     let members = helsinki.list_members(pb::ListMembersRequest {}).await.map_err(status_error)?;
     members.get_ref().members.iter().for_each(|m| {
         print!("   ");
@@ -179,7 +204,8 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     }
 
     step(6, "The service asks Helsinki's node, and gets exactly those two pointers.");
-    let resolved = helsinki.resolve(resolve_request()).await.map_err(status_error)?.into_inner();
+    let resolved =
+        service_at[HELSINKI].resolve(resolve_request()).await.map_err(status_error)?.into_inner();
     print_pointers(&resolved);
     let attributes: Vec<&str> = resolved.pointers.iter().map(|p| p.attribute.as_str()).collect();
     ensure!(
@@ -207,7 +233,8 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     ));
 
     step(8, "The service still resolves her, from Eindhoven's node, now to the new store.");
-    let resolved = eindhoven.resolve(resolve_request()).await.map_err(status_error)?.into_inner();
+    let resolved =
+        service_at[EINDHOVEN].resolve(resolve_request()).await.map_err(status_error)?.into_inner();
     print_pointers(&resolved);
     ensure!(resolved.home_city == CITIES[VALENCIA].city_id, "her home city should be Valencia");
     ensure!(resolved.pointers.len() == 2, "expected two pointers after the move");
@@ -221,7 +248,8 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         service_id: SERVICE.to_owned(),
         purpose: PURPOSE.to_owned(),
     };
-    let forwarded = valencia.follow_pointer(follow).await.map_err(status_error)?.into_inner();
+    let forwarded =
+        service_at[VALENCIA].follow_pointer(follow).await.map_err(status_error)?.into_inner();
     let same_attribute = forwarded.pointers.iter().find(|p| p.attribute == "mobility.trips");
     let new_address = same_attribute.map(|p| p.uri.as_str()).unwrap_or_default();
     ensure!(new_address.starts_with(store), "the old pointer should forward to the new store");
@@ -229,7 +257,8 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
 
     step(9, "She withdraws her consent; the service, watching from Helsinki, acknowledges it.");
     let watch = pb::WatchConsentsRequest { service_id: SERVICE.to_owned() };
-    let mut watched = helsinki.watch_consents(watch).await.map_err(status_error)?.into_inner();
+    let mut watched =
+        service_at[HELSINKI].watch_consents(watch).await.map_err(status_error)?.into_inner();
     let withdraw = pb::WithdrawConsentRequest {
         citizen_id: citizen_id.clone(),
         consent_id: consent.consent_id.clone(),
@@ -244,7 +273,7 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         service_id: SERVICE.to_owned(),
         consent_id: consent.consent_id.clone(),
     };
-    helsinki.acknowledge_withdrawal(ack).await.map_err(status_error)?;
+    service_at[HELSINKI].acknowledge_withdrawal(ack).await.map_err(status_error)?;
     let lookup = pb::GetCitizenRequest { citizen_id: citizen_id.clone() };
     let seen = eindhoven.get_citizen(lookup).await.map_err(status_error)?.into_inner();
     let acknowledged = seen.consents.iter().find(|c| c.consent_id == consent.consent_id);
@@ -255,9 +284,7 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     said("she sees, from Eindhoven, that the service acknowledged it");
 
     step(10, "Every city now refuses the service.");
-    for (position, client) in
-        [(EINDHOVEN, &mut eindhoven), (HELSINKI, &mut helsinki), (VALENCIA, &mut valencia)]
-    {
+    for (position, client) in service_at.iter_mut().enumerate() {
         let refused = client.resolve(resolve_request()).await;
         let city = CITIES[position].city_id;
         match refused {
@@ -406,8 +433,14 @@ fn print_how_to_reach(federation: &LocalFederation, root: &Path) {
         println!("   {:<13} node {}  api {}", node.city.city_id, node.node_id, node.api_addr);
     }
     let first = &federation.nodes[0].api_addr;
-    println!("Try:");
-    println!("   roamhub --node {first} federation members");
-    println!("   roamhub --node {first} service list");
+    println!("Try, as Eindhoven's operator:");
+    match federation.client_flags(&federation.operator(EINDHOVEN)) {
+        Ok(flags) => {
+            let flags = flags.join(" ");
+            println!("   roamhub --node {first} {flags} federation members");
+            println!("   roamhub --node {first} {flags} service list");
+        }
+        Err(error) => println!("   (no operator certificate: {error:#})"),
+    }
     println!("Stop it with: pkill -f 'roamhub serve'");
 }

@@ -2,7 +2,9 @@
 //! directory and ports; used by `roamhub demo` and the multi-node tests.
 //!
 //! The first city bootstraps the federation with every city as a voter. Nodes log to
-//! `node-N.log` in the federation's folder.
+//! `node-N.log` in the federation's folder. Unless started insecure, the federation has
+//! its own certificate authority in `tls/`, a certificate per node, and certificates for
+//! operators and services issued as clients ask for them.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -10,9 +12,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use anyhow::{Context, bail};
+use roamhub_index::{CityId, ServiceId};
+use roamhub_node::tls::Tls;
+use roamhub_node::{Role, TlsFiles, Transport};
 use roamhub_proto::v1 as pb;
 
+use crate::certs::{self, CaPaths, Issued, LOOPBACK_HOSTS, Validity};
 use crate::client::{Client, connect};
 
 /// One city of a local federation.
@@ -24,6 +33,8 @@ pub struct City {
 
 /// How often readiness is polled.
 const READY_POLL: Duration = Duration::from_millis(100);
+/// Validity of the certificates a local federation issues.
+const CERTIFICATE_DAYS: u32 = 30;
 
 pub struct LocalNode {
     pub node_id: u64,
@@ -42,6 +53,15 @@ pub struct LocalFederation {
     extra_args: Vec<String>,
     /// The federation's identifier key, drawn fresh for each local federation.
     identifier_key_hex: String,
+    /// The certificate authority's folder; `None` runs every node `--insecure`.
+    tls_dir: Option<PathBuf>,
+    /// Client transports by role URI, so that each role's certificate is loaded once.
+    transports: Mutex<HashMap<String, Transport>>,
+}
+
+/// The id of a city the federation was started with; local cities have valid ids.
+fn city_id(city: &str) -> CityId {
+    CityId::parse("city_id", city).expect("local cities have valid ids")
 }
 
 fn random_key_hex() -> anyhow::Result<String> {
@@ -56,14 +76,43 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl LocalFederation {
-    /// Starts one node process per city under `root`, with `exe` as the roamhub binary.
+    /// Starts one node process per city under `root`, with `exe` as the roamhub binary,
+    /// under mutual TLS with a certificate authority of its own.
     pub fn start(
         exe: &Path,
         root: &Path,
         cities: &[City],
         extra_args: &[&str],
     ) -> anyhow::Result<LocalFederation> {
+        LocalFederation::start_secured(exe, root, cities, extra_args, true)
+    }
+
+    /// Like [`LocalFederation::start`], with plaintext and nobody authenticated.
+    pub fn start_insecure(
+        exe: &Path,
+        root: &Path,
+        cities: &[City],
+        extra_args: &[&str],
+    ) -> anyhow::Result<LocalFederation> {
+        LocalFederation::start_secured(exe, root, cities, extra_args, false)
+    }
+
+    fn start_secured(
+        exe: &Path,
+        root: &Path,
+        cities: &[City],
+        extra_args: &[&str],
+        tls: bool,
+    ) -> anyhow::Result<LocalFederation> {
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        let tls_dir = match tls {
+            true => {
+                let dir = root.join("tls");
+                certs::create_ca(&dir, "roamhub local federation CA", CERTIFICATE_DAYS)?;
+                Some(dir)
+            }
+            false => None,
+        };
         let mut nodes = Vec::new();
         for (position, city) in cities.iter().enumerate() {
             let node_id = position as u64 + 1;
@@ -82,6 +131,8 @@ impl LocalFederation {
             exe: exe.to_owned(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             identifier_key_hex: random_key_hex()?,
+            tls_dir,
+            transports: Mutex::new(HashMap::new()),
         };
         for position in 0..federation.nodes.len() {
             federation.spawn(position)?;
@@ -109,6 +160,63 @@ impl LocalFederation {
         &self.root
     }
 
+    /// The certificate authority's folder, unless the federation runs insecure.
+    pub fn tls_dir(&self) -> Option<&Path> {
+        self.tls_dir.as_deref()
+    }
+
+    /// The certificate and key of `role`, issued by the federation's authority on first
+    /// use; `None` when the federation runs insecure.
+    pub fn certificate(&self, role: &Role) -> anyhow::Result<Option<Issued>> {
+        let Some(dir) = &self.tls_dir else { return Ok(None) };
+        let name = certs::file_name(role);
+        let existing =
+            Issued { cert: dir.join(format!("{name}.pem")), key: dir.join(format!("{name}.key")) };
+        if existing.cert.exists() && existing.key.exists() {
+            return Ok(Some(existing));
+        }
+        let hosts: Vec<String> = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect();
+        Ok(Some(certs::issue(dir, role, &hosts, Validity::days(CERTIFICATE_DAYS), dir)?))
+    }
+
+    /// The files a client of `role` proves itself with, or `None` when insecure.
+    pub fn tls_files(&self, role: &Role) -> anyhow::Result<Option<TlsFiles>> {
+        let Some(dir) = &self.tls_dir else { return Ok(None) };
+        let issued = self.certificate(role)?.context("no certificate")?;
+        let ca = CaPaths::in_dir(dir);
+        Ok(Some(TlsFiles { ca: ca.cert, cert: issued.cert, key: issued.key, crl: Some(ca.crl) }))
+    }
+
+    /// How a client of `role` reaches the nodes.
+    pub fn transport(&self, role: &Role) -> anyhow::Result<Transport> {
+        let mut transports = self.transports.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(transport) = transports.get(&role.uri()) {
+            return Ok(transport.clone());
+        }
+        let transport = match self.tls_files(role)? {
+            Some(files) => Transport::Tls(Tls::load(files)?),
+            None => Transport::Insecure,
+        };
+        transports.insert(role.uri(), transport.clone());
+        Ok(transport)
+    }
+
+    /// The operator role of the city a node serves.
+    pub fn operator(&self, position: usize) -> Role {
+        Role::Operator { city_id: city_id(self.nodes[position].city.city_id) }
+    }
+
+    /// The flags that make the `roamhub` command a client of `role`.
+    pub fn client_flags(&self, role: &Role) -> anyhow::Result<Vec<String>> {
+        Ok(match self.tls_files(role)? {
+            Some(files) => [("--ca", files.ca), ("--cert", files.cert), ("--key", files.key)]
+                .into_iter()
+                .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+                .collect(),
+            None => vec!["--insecure".to_owned()],
+        })
+    }
+
     fn spawn(&mut self, position: usize) -> anyhow::Result<()> {
         let bootstrap: Vec<String> = self
             .nodes
@@ -119,9 +227,21 @@ impl LocalFederation {
         let log_path = self.root.join(format!("node-{}.log", node.node_id));
         let log = File::options().create(true).append(true).open(&log_path)?;
 
+        let role = Role::Node { city_id: city_id(node.city.city_id), node_id: node.node_id };
+        let tls_flags = match self.tls_files(&role)? {
+            Some(files) => {
+                let crl = files.crl.unwrap_or_default();
+                [("--ca", files.ca), ("--cert", files.cert), ("--key", files.key), ("--crl", crl)]
+                    .into_iter()
+                    .flat_map(|(flag, path)| [flag.to_owned(), path.display().to_string()])
+                    .collect()
+            }
+            None => vec!["--insecure".to_owned()],
+        };
         let mut command = Command::new(&self.exe);
         command
             .arg("serve")
+            .args(tls_flags)
             .args(["--node-id", &node.node_id.to_string()])
             .args(["--city-id", node.city.city_id, "--display-name", node.city.display_name])
             .args(["--raft-addr", &node.raft_addr, "--api-addr", &node.api_addr])
@@ -164,8 +284,24 @@ impl LocalFederation {
         self.nodes[position].process.is_some()
     }
 
+    /// A client of a node, as the operator of that node's city.
     pub async fn client(&self, position: usize) -> anyhow::Result<Client> {
-        connect(&self.nodes[position].api_addr).await
+        self.client_as(position, &self.operator(position))
+    }
+
+    /// A client of a node, as `service_id`.
+    pub async fn service_client(
+        &self,
+        position: usize,
+        service_id: &str,
+    ) -> anyhow::Result<Client> {
+        let service_id = ServiceId::parse("service_id", service_id).map_err(anyhow::Error::msg)?;
+        self.client_as(position, &Role::Service { service_id })
+    }
+
+    /// A client of a node, as `role`.
+    pub fn client_as(&self, position: usize, role: &Role) -> anyhow::Result<Client> {
+        connect(&self.nodes[position].api_addr, &self.transport(role)?)
     }
 
     /// Waits until every running node sees the same leader and every city is a member.

@@ -17,9 +17,13 @@ fn main() -> ExitCode {
 
     let outcome = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => roamhub::serve::run(args).await,
+            Command::Serve(args) => roamhub::serve::run(args, cli.tls).await,
+            Command::Certs(command) => roamhub::certs::run(command),
             Command::Demo(args) => roamhub::demo::run(args).await,
-            Command::Client(client) => roamhub::client::run(cli.client, client).await,
+            Command::Client(client) => match cli.tls.client_transport() {
+                Ok(transport) => roamhub::client::run(cli.client, transport, client).await,
+                Err(error) => Err(error),
+            },
         }
     });
     match outcome {

@@ -7,13 +7,15 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use roamhub_proto::v1 as pb;
 
-use crate::client::{Client, as_operator, connect, status_error};
+use roamhub_node::Transport;
+
+use crate::client::{Client, connect, status_error};
 
 /// How often a joining node's progress is polled.
 const CATCH_UP_POLL: Duration = Duration::from_millis(200);
 
 /// A client of the current leader, found through any node.
-pub async fn leader(client: &mut Client) -> anyhow::Result<Client> {
+pub async fn leader(client: &mut Client, transport: &Transport) -> anyhow::Result<Client> {
     let status = client.node_status(pb::NodeStatusRequest {}).await.map_err(status_error)?;
     let leader_id = status.into_inner().leader_node_id;
     if leader_id == 0 {
@@ -23,22 +25,22 @@ pub async fn leader(client: &mut Client) -> anyhow::Result<Client> {
     let group = group.into_inner();
     let leader = group.members.iter().find(|m| m.node_id == leader_id);
     let leader = leader.context("the leader is not in the group this node knows")?;
-    connect(&leader.api_addr).await
+    connect(&leader.api_addr, transport)
 }
 
 /// Adds a node as a learner, shows its catch-up, then makes it a voter.
 pub async fn join(
     client: &mut Client,
+    transport: &Transport,
     learner: pb::AddLearnerRequest,
     timeout: Duration,
-    operator_token: &str,
 ) -> anyhow::Result<pb::RaftMembersResponse> {
-    let mut leader = leader(client).await?;
+    let mut leader = leader(client, transport).await?;
     let node_id = learner.node_id;
-    leader.add_learner(as_operator(learner, operator_token)?).await.map_err(status_error)?;
+    leader.add_learner(learner).await.map_err(status_error)?;
 
     wait_caught_up(&mut leader, node_id, timeout).await?;
-    let promote = as_operator(pb::PromoteVoterRequest { node_id }, operator_token)?;
+    let promote = pb::PromoteVoterRequest { node_id };
     Ok(leader.promote_voter(promote).await.map_err(status_error)?.into_inner())
 }
 
@@ -73,21 +75,21 @@ async fn wait_caught_up(
 /// Takes a node out of the group, as voter and learner.
 pub async fn remove(
     client: &mut Client,
+    transport: &Transport,
     node_id: u64,
-    operator_token: &str,
 ) -> anyhow::Result<pb::RaftMembersResponse> {
-    let mut leader = leader(client).await?;
-    let request = as_operator(pb::RemoveNodeRequest { node_id }, operator_token)?;
+    let mut leader = leader(client, transport).await?;
+    let request = pb::RemoveNodeRequest { node_id };
     Ok(leader.remove_node(request).await.map_err(status_error)?.into_inner())
 }
 
 /// Takes the node `client` talks to out of the group.
 pub async fn leave(
     client: &mut Client,
-    operator_token: &str,
+    transport: &Transport,
 ) -> anyhow::Result<pb::RaftMembersResponse> {
     let status = client.node_status(pb::NodeStatusRequest {}).await.map_err(status_error)?;
-    remove(client, status.into_inner().raft_node_id, operator_token).await
+    remove(client, transport, status.into_inner().raft_node_id).await
 }
 
 pub fn print_raft_members(group: &pb::RaftMembersResponse) {

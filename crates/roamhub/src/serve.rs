@@ -11,7 +11,7 @@ use roamhub_node::{BootstrapMember, Node, NodeConfig, RaftTiming};
 use serde::Deserialize;
 use tracing::info;
 
-use crate::cli::ServeArgs;
+use crate::cli::{ServeArgs, TlsOptions};
 
 /// The TOML file's shape: every setting optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
@@ -25,8 +25,12 @@ struct FileConfig {
     api_addr: Option<String>,
     #[serde(default)]
     bootstrap_members: Vec<String>,
-    operator_token: Option<String>,
     identifier_key: Option<String>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    crl: Option<PathBuf>,
+    insecure: Option<bool>,
     #[serde(default)]
     raft: Option<RaftTiming>,
 }
@@ -42,9 +46,9 @@ pub fn init_logging() {
         .try_init();
 }
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub async fn run(args: ServeArgs, tls: TlsOptions) -> anyhow::Result<()> {
     init_logging();
-    let config = node_config(args)?;
+    let config = node_config(args, tls)?;
     let running = Node::start(config).await?;
     info!("node serving; stop with SIGINT or SIGTERM");
 
@@ -64,7 +68,7 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
 }
 
 /// Merges flags and variables over the file over the defaults.
-fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
+fn node_config(args: ServeArgs, tls: TlsOptions) -> anyhow::Result<NodeConfig> {
     let file = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -98,6 +102,14 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
     };
     let identifier_key = IdentifierKey::from_hex(&identifier_key).map_err(anyhow::Error::msg)?;
 
+    let tls = TlsOptions {
+        ca: tls.ca.or(file.ca),
+        cert: tls.cert.or(file.cert),
+        key: tls.key.or(file.key),
+        crl: tls.crl.or(file.crl),
+        insecure: tls.insecure || file.insecure.unwrap_or(false),
+    };
+
     let mut timing = file.raft.unwrap_or_default();
     let overrides = [
         (args.heartbeat_interval_ms, &mut timing.heartbeat_interval_ms),
@@ -124,7 +136,7 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
         api_addr: args.api_addr.or(file.api_addr).unwrap_or_else(|| "127.0.0.1:7101".to_owned()),
         bootstrap,
         timing,
-        operator_token: args.operator_token.or(file.operator_token),
+        tls: tls.files()?,
         identifier_key,
     })
 }
@@ -136,10 +148,11 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
 
-    fn serve_args(args: &[&str]) -> ServeArgs {
+    fn serve_args(args: &[&str]) -> (ServeArgs, TlsOptions) {
         let argv = ["roamhub", "serve"].iter().chain(args);
-        match Cli::parse_from(argv).command {
-            Command::Serve(args) => args,
+        let cli = Cli::parse_from(argv);
+        match cli.command {
+            Command::Serve(args) => (args, cli.tls),
             other => panic!("parsed as {other:?}"),
         }
     }
@@ -148,7 +161,8 @@ mod tests {
     #[test]
     fn example_config_parses_and_flags_win() {
         let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/roamhub.example.toml");
-        let config = node_config(serve_args(&["--config", example, "--node-id", "7"])).unwrap();
+        let (args, tls) = serve_args(&["--config", example, "--node-id", "7"]);
+        let config = node_config(args, tls).unwrap();
         assert_eq!(config.node_id, 7);
         assert_eq!(config.city_id, "nl-eindhoven");
         assert_eq!(config.bootstrap.len(), 3);
@@ -158,8 +172,20 @@ mod tests {
     #[test]
     fn a_missing_city_is_a_clear_error() {
         let key = "ab".repeat(32);
-        let error =
-            node_config(serve_args(&["--node-id", "1", "--identifier-key", &key])).unwrap_err();
+        let (args, tls) = serve_args(&["--node-id", "1", "--identifier-key", &key]);
+        let error = node_config(args, tls).unwrap_err();
         assert!(error.to_string().contains("--city-id"), "{error}");
+    }
+
+    #[test]
+    fn a_node_without_certificates_needs_insecure() {
+        let key = "ab".repeat(32);
+        let base = ["--node-id", "1", "--city-id", "nl-eindhoven", "--identifier-key", &key];
+        let (args, tls) = serve_args(&base);
+        let error = node_config(args, tls).unwrap_err();
+        assert!(error.to_string().contains("--insecure"), "{error}");
+
+        let (args, tls) = serve_args(&[&base[..], &["--insecure"]].concat());
+        assert_eq!(node_config(args, tls).unwrap().tls, None);
     }
 }
