@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::Value;
-use support::start_ready;
+use support::{OPERATOR_TOKEN, start_ready};
 use tokio::process::Command;
 
 /// The keystore the CLI keeps citizens' keys in during these tests.
@@ -33,7 +33,7 @@ async fn roamhub(node: &str, args: &[&str]) -> Result<Value, String> {
 /// the access log that records it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_noun_of_the_cli_works_against_a_federation() {
-    let test = start_ready(&["--operator-token", "ehv-operator-secret"]).await;
+    let test = start_ready(&[]).await;
     let node = test.federation.nodes[1].api_addr.clone();
     let node = node.as_str();
 
@@ -43,12 +43,27 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
     let status = roamhub(node, &["federation", "status"]).await.unwrap();
     assert_eq!(status["city_id"], "fi-helsinki");
 
+    let token = OPERATOR_TOKEN;
     let declare = "trip-planning=mobility.trips;mobility.pass";
     let register =
         ["service", "register", "ride.share", "--organisation", "Ride", "--declare", declare];
     let service = roamhub(node, &register).await.unwrap();
     assert_eq!(service["declarations"][0]["attributes"][1], "mobility.pass");
     assert_eq!(roamhub(node, &["service", "list"]).await.unwrap().as_array().unwrap().len(), 1);
+    let certify = [
+        "service",
+        "certify",
+        "ride.share",
+        "--declare",
+        declare,
+        "--days",
+        "30",
+        "--operator-token",
+        token,
+    ];
+    let certified = roamhub(node, &certify).await.unwrap();
+    assert_eq!(certified["certification"]["status"], "certified");
+    assert_eq!(certified["certification"]["by_city"], "fi-helsinki");
 
     let register =
         ["citizen", "register", "--home-city", "nl-eindhoven", "--identifier", "city-account=A-1"];
@@ -106,7 +121,6 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
         "CONSENT_STATUS_WITHDRAWN"
     );
 
-    let token = "ehv-operator-secret";
     let limit =
         ["federation", "set-consent-lifetime-max", "--days", "30", "--operator-token", token];
     roamhub(node, &limit).await.unwrap();
@@ -162,6 +176,14 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
     let verified = roamhub(node, &["access-log", id, "--verify"]).await.unwrap();
     assert_eq!(verified["chain_holds"], true);
 
+    let decertify = ["service", "decertify", "ride.share", "--operator-token", token];
+    let decertified = roamhub(node, &decertify).await.unwrap();
+    assert_eq!(decertified["certification"]["withdrawn_by_city"], "fi-helsinki");
+    let listed = roamhub(node, &["service", "list"]).await.unwrap();
+    assert_eq!(listed[0]["certification"]["status"], "withdrawn");
+    let again = roamhub(node, &decertify).await.unwrap_err();
+    assert!(again.contains("FailedPrecondition"), "{again}");
+
     let bad = roamhub(node, &["citizen", "show", "alice"]).await.unwrap_err();
     assert!(bad.contains("InvalidArgument") && bad.contains("citizen_id"), "{bad}");
 
@@ -194,7 +216,7 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
     let wrong =
         roamhub(&valencia, &["citizen", "recover-key", id, "--operator-token", "guess"]).await;
     assert!(wrong.unwrap_err().contains("Unauthenticated"));
-    let recover = ["citizen", "recover-key", id, "--operator-token", "ehv-operator-secret"];
+    let recover = ["citizen", "recover-key", id, "--operator-token", token];
     let recovered = roamhub(&valencia, &recover).await.unwrap();
     assert_eq!(recovered["key_history"].as_array().unwrap().last().unwrap()["by"], "es-valencia");
     roamhub(node, &["citizen", "move", id, "--to-city", "fi-helsinki"])

@@ -14,7 +14,7 @@ use roamhub::membership;
 use roamhub_proto::v1 as pb;
 use support::*;
 
-const TOKEN: &str = "operator-secret";
+const TOKEN: &str = OPERATOR_TOKEN;
 /// The writer stops by itself after this many writes.
 const WRITES_MAX: usize = 20_000;
 
@@ -44,7 +44,7 @@ async fn keep_writing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_city_joins_and_leaves_while_writes_continue() {
-    let mut test = start_ready(&["--operator-token", TOKEN]).await;
+    let mut test = start_ready(&[]).await;
     let mut client = test.federation.client(0).await.unwrap();
     let alice = register_citizen(&mut client, "nl-eindhoven", "EHV-100").await;
     let alice_id = alice.id.clone();

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use roamhub::client::Client;
+use roamhub::client::{Client, as_operator};
 use roamhub::keystore::CitizenKey;
 use roamhub::local::{City, LocalFederation};
 use roamhub_proto::v1 as pb;
@@ -19,6 +19,10 @@ pub const CITIES: [City; 3] = [
 
 /// How long a fresh federation may take to elect a leader and register its cities.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The operator token every test node is started with.
+pub const OPERATOR_TOKEN: &str = "test-operator-secret";
+/// How long `register_service` certifies the service for: longer than any test runs.
+pub const CERTIFIED_FOR_MS: u64 = 86_400_000;
 
 pub struct TestFederation {
     pub federation: LocalFederation,
@@ -26,10 +30,13 @@ pub struct TestFederation {
     pub dir: TempDir,
 }
 
+/// Starts the three cities with `extra_args` and the test operator token.
 pub fn start(extra_args: &[&str]) -> TestFederation {
     let dir = tempfile::Builder::new().prefix("roamhub-test-").tempdir().unwrap();
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_roamhub"));
-    let federation = LocalFederation::start(exe, dir.path(), &CITIES, extra_args).unwrap();
+    let mut args = vec!["--operator-token", OPERATOR_TOKEN];
+    args.extend_from_slice(extra_args);
+    let federation = LocalFederation::start(exe, dir.path(), &CITIES, &args).unwrap();
     TestFederation { federation, dir }
 }
 
@@ -43,17 +50,55 @@ pub fn identifier(value: &str) -> pb::Identifier {
     pb::Identifier { scheme: "city-account".to_owned(), value: value.to_owned() }
 }
 
-pub async fn register_service(client: &mut Client) {
-    let declaration = pb::PurposeDeclaration {
-        purpose: "trip-planning".to_owned(),
-        attributes: vec!["mobility.trips".to_owned(), "mobility.pass".to_owned()],
-    };
+/// Trip planning with the two mobility attributes the test services use.
+pub fn trip_planning(attributes: &[&str]) -> Vec<pb::PurposeDeclaration> {
+    let attributes = attributes.iter().map(|a| a.to_string()).collect();
+    vec![pb::PurposeDeclaration { purpose: "trip-planning".to_owned(), attributes }]
+}
+
+/// Registers `ride.share` for trip planning, as yet uncertified.
+pub async fn register_uncertified_service(client: &mut Client) {
     let request = pb::RegisterServiceRequest {
         service_id: "ride.share".to_owned(),
         organisation: "Ride Share Cooperative".to_owned(),
-        declarations: vec![declaration],
+        declarations: trip_planning(&["mobility.trips", "mobility.pass"]),
     };
     client.register_service(request).await.unwrap();
+}
+
+/// Registers `ride.share` for trip planning, and has the operator of the node `client`
+/// reaches certify it for a day.
+pub async fn register_service(client: &mut Client) {
+    register_uncertified_service(client).await;
+    let until = roamhub_node::node::now_unix_ms() + CERTIFIED_FOR_MS;
+    certify(client, "ride.share", &["mobility.trips", "mobility.pass"], until).await.unwrap();
+}
+
+/// Certifies a service for trip planning with these attributes, as the operator of the
+/// node `client` reaches.
+pub async fn certify(
+    client: &mut Client,
+    service_id: &str,
+    attributes: &[&str],
+    valid_until_unix_ms: u64,
+) -> Result<pb::Service, tonic::Status> {
+    let request = pb::CertifyServiceRequest {
+        service_id: service_id.to_owned(),
+        declarations: trip_planning(attributes),
+        valid_until_unix_ms,
+    };
+    let request = as_operator(request, OPERATOR_TOKEN).unwrap();
+    client.certify_service(request).await.map(tonic::Response::into_inner)
+}
+
+/// Withdraws a service's certification, as the operator of the node `client` reaches.
+pub async fn decertify(
+    client: &mut Client,
+    service_id: &str,
+) -> Result<pb::Service, tonic::Status> {
+    let request = pb::DecertifyServiceRequest { service_id: service_id.to_owned() };
+    let request = as_operator(request, OPERATOR_TOKEN).unwrap();
+    client.decertify_service(request).await.map(tonic::Response::into_inner)
 }
 
 /// A registered citizen and the key their operations are signed with.

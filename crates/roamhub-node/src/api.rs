@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use roamhub_index::limits::ACCESS_LOG_PAGE_MAX;
 use roamhub_index::{
-    AccessLogPage, CitizenId, CitizenOp, Command, FollowArgs, Query, QueryAnswer, ResolveArgs,
-    Response as Applied,
+    AccessLogPage, CitizenId, CitizenOp, CityId, Command, FollowArgs, Query, QueryAnswer,
+    ResolveArgs, Response as Applied,
 };
 use roamhub_proto::v1 as pb;
 use roamhub_proto::v1::roamhub_server::{Roamhub, RoamhubServer};
@@ -217,6 +217,22 @@ impl Api {
             _ => Err(Status::unauthenticated("a valid operator token is required")),
         }
     }
+
+    /// The city on whose authority an operator call acts: this node's, once the caller has
+    /// shown it is the node's operator. The one place operator calls learn their city.
+    fn operator_city<T>(&self, request: &Request<T>) -> Result<CityId, Status> {
+        self.require_operator(request)?;
+        Ok(self.node.city_id().clone())
+    }
+
+    async fn service_reply(&self, command: Command) -> Reply<pb::Service> {
+        match self.propose(command).await? {
+            Applied::ServiceRegistered(service) | Applied::Service(service) => {
+                Ok(Response::new(convert::pb_service(&service, now_unix_ms())))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
 }
 
 /// Sixteen bytes from the operating system's generator, for a fresh citizen id.
@@ -323,12 +339,12 @@ impl Roamhub for Api {
 
     #[instrument(skip_all, fields(rpc = "recover_key"))]
     async fn recover_key(&self, request: Request<pb::RecoverKeyRequest>) -> Reply<pb::Citizen> {
-        self.require_operator(&request)?;
+        let by_city = self.operator_city(&request)?;
         let request = request.into_inner();
         let command = Command::RecoverKey {
             citizen_id: convert::citizen_id(&request.citizen_id)?,
             public_key: convert::public_key("public_key", &request.public_key)?,
-            by_city: self.node.city_id().clone(),
+            by_city,
         };
         match self.propose(command).await? {
             Applied::Citizen(citizen) => {
@@ -373,10 +389,33 @@ impl Roamhub for Api {
             organisation: request.organisation,
             declarations: convert::declarations(&request.declarations)?,
         };
-        match self.propose(command).await? {
-            Applied::ServiceRegistered(service) => Ok(Response::new(convert::pb_service(&service))),
-            other => Err(unexpected(other)),
-        }
+        self.service_reply(command).await
+    }
+
+    #[instrument(skip_all, fields(rpc = "certify_service"))]
+    async fn certify_service(
+        &self,
+        request: Request<pb::CertifyServiceRequest>,
+    ) -> Reply<pb::Service> {
+        let by_city = self.operator_city(&request)?;
+        let request = request.into_inner();
+        let command = Command::CertifyService {
+            service_id: convert::service_id(&request.service_id)?,
+            by_city,
+            declarations: convert::declarations(&request.declarations)?,
+            valid_until_unix_ms: request.valid_until_unix_ms,
+        };
+        self.service_reply(command).await
+    }
+
+    #[instrument(skip_all, fields(rpc = "decertify_service"))]
+    async fn decertify_service(
+        &self,
+        request: Request<pb::DecertifyServiceRequest>,
+    ) -> Reply<pb::Service> {
+        let by_city = self.operator_city(&request)?;
+        let service_id = convert::service_id(&request.get_ref().service_id)?;
+        self.service_reply(Command::DecertifyService { service_id, by_city }).await
     }
 
     #[instrument(skip_all, fields(rpc = "list_services"))]
@@ -386,7 +425,7 @@ impl Roamhub for Api {
     ) -> Reply<pb::ListServicesResponse> {
         match self.node.read(Query::Services).await? {
             QueryAnswer::Services(services) => Ok(Response::new(pb::ListServicesResponse {
-                services: services.iter().map(convert::pb_service).collect(),
+                services: services.iter().map(|s| convert::pb_service(s, now_unix_ms())).collect(),
             })),
             other => Err(unexpected(other)),
         }
@@ -438,11 +477,11 @@ impl Roamhub for Api {
         &self,
         request: Request<pb::RevokeConsentRequest>,
     ) -> Reply<pb::Consent> {
-        self.require_operator(&request)?;
+        let by_city = self.operator_city(&request)?;
         let consent_id =
             roamhub_index::ConsentId::parse("consent_id", &request.get_ref().consent_id)
                 .map_err(invalid)?;
-        let command = Command::RevokeConsent { consent_id, by_city: self.node.city_id().clone() };
+        let command = Command::RevokeConsent { consent_id, by_city };
         match self.propose(command).await? {
             Applied::Consent(consent) => {
                 Ok(Response::new(convert::pb_consent(&consent, now_unix_ms())))

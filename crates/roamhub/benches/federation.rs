@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use roamhub::client::Client;
+use roamhub::client::{Client, as_operator};
 use roamhub::keystore::{CitizenKey, CitizenRequest};
 use roamhub::local::{City, LocalFederation};
 use roamhub_proto::v1 as pb;
@@ -22,6 +22,10 @@ const CITIES: [City; 3] = [
 ];
 /// Citizens registered, each with a location and a consent, before measuring.
 const CITIZENS: usize = 200;
+/// The operator token the bench's nodes accept, to certify the service.
+const OPERATOR_TOKEN: &str = "bench-operator-secret";
+/// How long the service is certified for: longer than any run.
+const CERTIFIED_FOR_MS: u64 = 86_400_000;
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -52,7 +56,8 @@ async fn run() -> anyhow::Result<()> {
     let clients = setting("ROAMHUB_BENCH_CLIENTS", 32) as usize;
     let dir = tempfile::Builder::new().prefix("roamhub-bench-").tempdir()?;
     let exe = Path::new(env!("CARGO_BIN_EXE_roamhub"));
-    let federation = LocalFederation::start(exe, dir.path(), &CITIES, &[])?;
+    let flags = ["--operator-token", OPERATOR_TOKEN];
+    let federation = LocalFederation::start(exe, dir.path(), &CITIES, &flags)?;
     federation.wait_ready(Duration::from_secs(30)).await?;
     let leader = federation.leader().await.expect("a leader");
     let follower = (leader + 1) % 3;
@@ -87,7 +92,8 @@ struct BenchCitizen {
     next_sequence: u64,
 }
 
-/// Registers a service and `CITIZENS` citizens, each with a mobility pod and a consent.
+/// Registers and certifies a service, and registers `CITIZENS` citizens, each with a
+/// mobility pod and a consent.
 async fn seed(client: &mut Client) -> anyhow::Result<Vec<BenchCitizen>> {
     let declaration = pb::PurposeDeclaration {
         purpose: "trip-planning".to_owned(),
@@ -96,9 +102,15 @@ async fn seed(client: &mut Client) -> anyhow::Result<Vec<BenchCitizen>> {
     let service = pb::RegisterServiceRequest {
         service_id: "ride.share".to_owned(),
         organisation: "Ride Share".to_owned(),
-        declarations: vec![declaration],
+        declarations: vec![declaration.clone()],
     };
     client.register_service(service).await?;
+    let certify = pb::CertifyServiceRequest {
+        service_id: "ride.share".to_owned(),
+        declarations: vec![declaration],
+        valid_until_unix_ms: roamhub_node::node::now_unix_ms() + CERTIFIED_FOR_MS,
+    };
+    client.certify_service(as_operator(certify, OPERATOR_TOKEN)?).await?;
 
     let mut citizens = Vec::new();
     for n in 0..CITIZENS {

@@ -80,7 +80,8 @@ pub struct ServeArgs {
     /// which other users of the machine can see.
     #[arg(long, env = "ROAMHUB_IDENTIFIER_KEY", hide_env_values = true)]
     pub identifier_key: Option<String>,
-    /// Secret that operator calls (key recovery) must present; none accepted when unset.
+    /// Secret that operator calls (certifying services, key recovery, ...) must present;
+    /// none accepted when unset.
     #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
     /// Build a snapshot after this many applied entries.
@@ -112,7 +113,7 @@ pub enum ClientCommand {
     /// Consents: grant, withdraw, list.
     #[command(subcommand)]
     Consent(ConsentCommand),
-    /// Services: register, list.
+    /// Services: register, list, certify, decertify.
     #[command(subcommand)]
     Service(ServiceCommand),
     /// Resolve a citizen for a service and purpose; leaves an access record.
@@ -247,8 +248,31 @@ pub enum ServiceCommand {
         #[arg(long = "declare", required = true)]
         declarations: Vec<String>,
     },
-    /// List registered services.
+    /// List registered services with their certifications.
     List,
+    /// Operator: certify a service, on this node's city's authority, for some of the
+    /// purposes and attributes it declared; replaces any earlier certification.
+    #[command(group = clap::ArgGroup::new("until").required(true))]
+    Certify {
+        service_id: String,
+        /// PURPOSE=ATTR[;ATTR...], as the service declared them or fewer; repeatable.
+        #[arg(long = "declare", required = true)]
+        declarations: Vec<String>,
+        /// Valid for this many days from now.
+        #[arg(long, group = "until")]
+        days: Option<u64>,
+        /// Valid until this moment, milliseconds since the Unix epoch.
+        #[arg(long, group = "until")]
+        valid_until_ms: Option<u64>,
+        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: String,
+    },
+    /// Operator: withdraw a service's certification; it stops resolving at every city.
+    Decertify {
+        service_id: String,
+        #[arg(long, env = "ROAMHUB_OPERATOR_TOKEN", hide_env_values = true)]
+        operator_token: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

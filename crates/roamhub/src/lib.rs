@@ -3,6 +3,7 @@
 //! - [`cli`]: the command line, grouped by noun;
 //! - [`serve`]: `roamhub serve`, a node from flags, a TOML file and `ROAMHUB_*` variables;
 //! - [`client`]: the client subcommands, with human or JSON output;
+//! - [`services`]: registering, listing and certifying services;
 //! - [`keystore`]: citizens' keys on the client side, and the folder that keeps them;
 //! - [`membership`]: operator commands that change the Raft group;
 //! - [`local`]: a federation of real node processes on loopback, for the demo and tests;
@@ -15,3 +16,4 @@ pub mod keystore;
 pub mod local;
 pub mod membership;
 pub mod serve;
+pub mod services;
