@@ -81,6 +81,12 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
         helsinki.run(node, &["service", "list"]).await.unwrap().as_array().unwrap().len(),
         1
     );
+    let certify = ["service", "certify", "ride.share", "--declare", declare, "--days", "30"];
+    let refused = ride.run(node, &certify).await.unwrap_err();
+    assert!(refused.contains("PermissionDenied"), "a service certifies itself: {refused}");
+    let certified = helsinki.run(node, &certify).await.unwrap();
+    assert_eq!(certified["certification"]["status"], "certified");
+    assert_eq!(certified["certification"]["by_city"], "fi-helsinki");
 
     let register =
         ["citizen", "register", "--home-city", "nl-eindhoven", "--identifier", "city-account=A-1"];
@@ -199,6 +205,15 @@ async fn every_noun_of_the_cli_works_against_a_federation() {
     );
     let verified = helsinki.run(node, &["access-log", id, "--verify"]).await.unwrap();
     assert_eq!(verified["chain_holds"], true);
+
+    let decertify = ["service", "decertify", "ride.share"];
+    let eindhoven = As::operator(&test.federation, "nl-eindhoven");
+    let decertified = eindhoven.run(node, &decertify).await.unwrap();
+    assert_eq!(decertified["certification"]["withdrawn_by_city"], "nl-eindhoven");
+    let listed = helsinki.run(node, &["service", "list"]).await.unwrap();
+    assert_eq!(listed[0]["certification"]["status"], "withdrawn");
+    let again = helsinki.run(node, &decertify).await.unwrap_err();
+    assert!(again.contains("FailedPrecondition"), "{again}");
 
     let bad = helsinki.run(node, &["citizen", "show", "alice"]).await.unwrap_err();
     assert!(bad.contains("InvalidArgument") && bad.contains("citizen_id"), "{bad}");

@@ -300,6 +300,8 @@ async fn services_see_pairwise_pseudonyms() {
         }],
     };
     client.register_service(bikes).await.unwrap();
+    let until = roamhub_node::node::now_unix_ms() + CERTIFIED_FOR_MS;
+    certify(&mut client, "bike.share", &["mobility.trips"], until).await.unwrap();
     let alice = register_citizen(&mut client, "nl-eindhoven", "EHV-42").await;
     set_location(&mut client, &alice, "mobility", "https://pods.example/a").await.unwrap();
 

@@ -19,6 +19,8 @@ pub const CITIES: [City; 3] = [
 
 /// How long a fresh federation may take to elect a leader and register its cities.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `register_service` certifies the service for: longer than any test runs.
+pub const CERTIFIED_FOR_MS: u64 = 86_400_000;
 
 pub struct TestFederation {
     pub federation: LocalFederation,
@@ -26,6 +28,7 @@ pub struct TestFederation {
     pub dir: TempDir,
 }
 
+/// Starts the three cities, under mutual TLS, with `extra_args`.
 pub fn start(extra_args: &[&str]) -> TestFederation {
     let dir = tempfile::Builder::new().prefix("roamhub-test-").tempdir().unwrap();
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_roamhub"));
@@ -43,17 +46,53 @@ pub fn identifier(value: &str) -> pb::Identifier {
     pb::Identifier { scheme: "city-account".to_owned(), value: value.to_owned() }
 }
 
-pub async fn register_service(client: &mut Client) {
-    let declaration = pb::PurposeDeclaration {
-        purpose: "trip-planning".to_owned(),
-        attributes: vec!["mobility.trips".to_owned(), "mobility.pass".to_owned()],
-    };
+/// Trip planning with the two mobility attributes the test services use.
+pub fn trip_planning(attributes: &[&str]) -> Vec<pb::PurposeDeclaration> {
+    let attributes = attributes.iter().map(|a| a.to_string()).collect();
+    vec![pb::PurposeDeclaration { purpose: "trip-planning".to_owned(), attributes }]
+}
+
+/// Registers `ride.share` for trip planning, as yet uncertified.
+pub async fn register_uncertified_service(client: &mut Client) {
     let request = pb::RegisterServiceRequest {
         service_id: "ride.share".to_owned(),
         organisation: "Ride Share Cooperative".to_owned(),
-        declarations: vec![declaration],
+        declarations: trip_planning(&["mobility.trips", "mobility.pass"]),
     };
     client.register_service(request).await.unwrap();
+}
+
+/// Registers `ride.share` for trip planning, and has the operator `client` speaks for
+/// certify it for a day.
+pub async fn register_service(client: &mut Client) {
+    register_uncertified_service(client).await;
+    let until = roamhub_node::node::now_unix_ms() + CERTIFIED_FOR_MS;
+    certify(client, "ride.share", &["mobility.trips", "mobility.pass"], until).await.unwrap();
+}
+
+/// Certifies a service for trip planning with these attributes, as the operator `client`
+/// speaks for.
+pub async fn certify(
+    client: &mut Client,
+    service_id: &str,
+    attributes: &[&str],
+    valid_until_unix_ms: u64,
+) -> Result<pb::Service, tonic::Status> {
+    let request = pb::CertifyServiceRequest {
+        service_id: service_id.to_owned(),
+        declarations: trip_planning(attributes),
+        valid_until_unix_ms,
+    };
+    client.certify_service(request).await.map(tonic::Response::into_inner)
+}
+
+/// Withdraws a service's certification, as the operator `client` speaks for.
+pub async fn decertify(
+    client: &mut Client,
+    service_id: &str,
+) -> Result<pb::Service, tonic::Status> {
+    let request = pb::DecertifyServiceRequest { service_id: service_id.to_owned() };
+    client.decertify_service(request).await.map(tonic::Response::into_inner)
 }
 
 /// A registered citizen and the key their operations are signed with.

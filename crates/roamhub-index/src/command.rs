@@ -67,6 +67,16 @@ pub enum Command {
     AcknowledgeWithdrawal { service_id: ServiceId, consent_id: ConsentId },
     /// The home city's operator replaces a citizen's lost keys with a new one.
     RecoverKey { citizen_id: CitizenId, public_key: PublicKey, by_city: CityId },
+    /// A city operator certifies a service for some of its declared purposes and
+    /// attributes until a moment; replaces any earlier certification (a renewal).
+    CertifyService {
+        service_id: ServiceId,
+        by_city: CityId,
+        declarations: Vec<PurposeDeclaration>,
+        valid_until_unix_ms: u64,
+    },
+    /// A city operator withdraws a service's certification; it stops resolving at once.
+    DecertifyService { service_id: ServiceId, by_city: CityId },
     /// A service asks for a citizen's pointers; always leaves an access record.
     Resolve(ResolveArgs),
     /// A service holding a pointer from before a storage switch asks where the data went.
@@ -146,6 +156,8 @@ pub enum Response {
     MemberUpserted(Member),
     CitizenRegistered(CitizenId),
     ServiceRegistered(Service),
+    /// A service after its certification changed.
+    Service(Service),
     Citizen(Box<Citizen>),
     Location(DataLocation),
     Consent(Consent),
@@ -169,6 +181,8 @@ impl Command {
             Command::RemoveMember { .. } => "remove_member",
             Command::RegisterCitizen { .. } => "register_citizen",
             Command::RegisterService { .. } => "register_service",
+            Command::CertifyService { .. } => "certify_service",
+            Command::DecertifyService { .. } => "decertify_service",
             Command::Citizen { op: CitizenOp::AddIdentifier(_), .. } => "add_identifier",
             Command::Citizen { op: CitizenOp::SetLocation { .. }, .. } => "set_location",
             Command::Citizen { op: CitizenOp::MoveHome { .. }, .. } => "move_home",
@@ -200,16 +214,23 @@ impl Command {
             }
             Command::RegisterService { organisation, declarations, .. } => {
                 check_text("organisation", organisation)?;
-                check_count("declarations", declarations.len(), 1, DECLARATIONS_PER_SERVICE_MAX)?;
-                declarations.iter().try_for_each(|declaration| {
-                    check_attributes("declarations.attributes", &declaration.attributes, 1)
-                })
+                check_declarations(declarations)
+            }
+            Command::CertifyService { declarations, .. } => {
+                check_declarations(declarations)?;
+                for (position, declaration) in declarations.iter().enumerate() {
+                    if declarations[..position].iter().any(|d| d.purpose == declaration.purpose) {
+                        return Err(IndexError::invalid("declarations", "names a purpose twice"));
+                    }
+                }
+                Ok(())
             }
             Command::Citizen { op, .. } => op.check(),
             Command::RecoverKey { .. }
             | Command::RemoveMember { .. }
             | Command::AcknowledgeWithdrawal { .. }
-            | Command::RevokeConsent { .. } => Ok(()),
+            | Command::RevokeConsent { .. }
+            | Command::DecertifyService { .. } => Ok(()),
             Command::SetConsentLifetimeMax { lifetime_max_ms } => match lifetime_max_ms {
                 Some(0) => Err(IndexError::invalid("lifetime_max_ms", "must be positive")),
                 _ => Ok(()),
@@ -268,6 +289,15 @@ fn check_member(member: &Member) -> Result<(), IndexError> {
         return Err(IndexError::invalid("raft_node_id", "must not be zero"));
     }
     Ok(())
+}
+
+/// Purposes with the attributes for each, as a service declares them or an operator
+/// certifies them.
+fn check_declarations(declarations: &[PurposeDeclaration]) -> Result<(), IndexError> {
+    check_count("declarations", declarations.len(), 1, DECLARATIONS_PER_SERVICE_MAX)?;
+    declarations.iter().try_for_each(|declaration| {
+        check_attributes("declarations.attributes", &declaration.attributes, 1)
+    })
 }
 
 fn check_count(field: &str, count: usize, min: usize, max: usize) -> Result<(), IndexError> {

@@ -195,6 +195,15 @@ impl Attribute {
     }
 }
 
+/// The first attribute of `asked` that none of `covering` covers: what a consent or a
+/// certification asks beyond a service's declarations, or a service beyond its certification.
+pub fn first_uncovered<'a>(
+    covering: &[Attribute],
+    asked: &'a [Attribute],
+) -> Option<&'a Attribute> {
+    asked.iter().find(|attribute| !covering.iter().any(|c| c.covers(attribute)))
+}
+
 /// A consent's number within the federation, shown as `cs-N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConsentId(pub u64);

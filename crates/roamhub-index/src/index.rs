@@ -9,12 +9,14 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::access_chain;
+use crate::certification;
 use crate::command::{
     CitizenOp, Command, ConsentGrant, FollowArgs, Request, ResolveArgs, Response,
 };
 use crate::error::IndexError;
 use crate::ids::{
     Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId,
+    first_uncovered,
 };
 use crate::limits::{
     ACCESS_LOG_PAGE_MAX, CONSENTS_PER_CITIZEN_MAX, FORWARDING_PATH_DEPTH_MAX,
@@ -68,6 +70,12 @@ impl Index {
             }
             Command::RegisterService { service_id, organisation, declarations } => {
                 self.register_service(service_id, organisation, declarations, now)
+            }
+            Command::CertifyService { service_id, by_city, declarations, valid_until_unix_ms } => {
+                self.certify_service(service_id, by_city, declarations, *valid_until_unix_ms, now)
+            }
+            Command::DecertifyService { service_id, by_city } => {
+                self.decertify_service(service_id, by_city, now)
             }
             Command::Citizen { citizen_id, op, auth } => {
                 self.authenticate(citizen_id, op, auth)?;
@@ -280,9 +288,52 @@ impl Index {
             organisation: organisation.to_owned(),
             declarations: declarations.to_vec(),
             registered_at_unix_ms: now,
+            certification: None,
+            certification_history: Vec::new(),
         };
         self.services.insert(service_id.clone(), service.clone());
         Ok(Response::ServiceRegistered(service))
+    }
+
+    fn registered_service(&self, service_id: &ServiceId) -> Result<&Service, IndexError> {
+        self.services.get(service_id).ok_or_else(|| {
+            IndexError::not_found("service_id", format!("{service_id} is not registered"))
+        })
+    }
+
+    /// Certifies a service on a member city's authority, replacing any earlier
+    /// certification.
+    fn certify_service(
+        &mut self,
+        service_id: &ServiceId,
+        by_city: &CityId,
+        declarations: &[PurposeDeclaration],
+        valid_until_unix_ms: u64,
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        let service = self.registered_service(service_id)?;
+        self.require_member("by_city", by_city)?;
+        let certified =
+            certification::certify(service, by_city, declarations, valid_until_unix_ms, now)?;
+
+        self.services.insert(service_id.clone(), certified.clone());
+        Ok(Response::Service(certified))
+    }
+
+    /// Withdraws a service's certification on a member city's authority; every resolution
+    /// applied after this command is refused, at every city.
+    fn decertify_service(
+        &mut self,
+        service_id: &ServiceId,
+        by_city: &CityId,
+        now: u64,
+    ) -> Result<Response, IndexError> {
+        let service = self.registered_service(service_id)?;
+        self.require_member("by_city", by_city)?;
+        let decertified = certification::decertify(service, by_city, now)?;
+
+        self.services.insert(service_id.clone(), decertified.clone());
+        Ok(Response::Service(decertified))
     }
 
     /// Checks that the citizen signed exactly this operation with one of their keys, as their
@@ -577,7 +628,7 @@ impl Index {
                 format!("{} has not declared purpose {}", grant.service_id, grant.purpose),
             )
         })?;
-        if let Some(undeclared) = undeclared_attribute(declared, &grant.attributes) {
+        if let Some(undeclared) = first_uncovered(declared, &grant.attributes) {
             return Err(IndexError::precondition(
                 "attributes",
                 format!("{undeclared} is not declared by the service for this purpose"),
@@ -820,6 +871,9 @@ impl Index {
         for citizen in self.citizens.values() {
             self.validate_citizen(citizen)?;
         }
+        for service in self.services.values() {
+            certification::validate(service)?;
+        }
         for (uri, (citizen_id, category)) in &self.forwarding {
             let kept = self.citizens.get(citizen_id).and_then(|c| c.locations.get(category));
             if !kept.is_some_and(|l| l.history.iter().any(|p| &p.uri == uri)) {
@@ -899,12 +953,4 @@ fn push_key_event(citizen: &mut Citizen, event: KeyEvent) {
     if citizen.key_history.len() > KEY_HISTORY_MAX {
         citizen.key_history.remove(0);
     }
-}
-
-/// The first attribute of `asked` that no declared attribute covers.
-fn undeclared_attribute<'a>(
-    declared: &[Attribute],
-    asked: &'a [Attribute],
-) -> Option<&'a Attribute> {
-    asked.iter().find(|attribute| !declared.iter().any(|d| d.covers(attribute)))
 }

@@ -15,11 +15,14 @@
 //! - [`command`]: the requests that change the index and what they answer;
 //! - [`query`]: the questions the index answers without changing;
 //! - [`index`]: the state and `apply`, which takes a request completely or not at all;
-//! - [`resolve`]: how a resolution is decided from a citizen's consents;
+//! - [`certification`]: certifying a service and withdrawing its certification;
+//! - [`resolve`]: how a resolution is decided from a service's certification and a
+//!   citizen's consents;
 //! - [`signing`]: what a citizen signs, and how every replica verifies it;
 //! - [`error`]: why a request was refused.
 
 pub mod access_chain;
+pub mod certification;
 pub mod command;
 pub mod error;
 pub mod ids;
@@ -35,9 +38,9 @@ pub use error::IndexError;
 pub use ids::{Attribute, Category, CitizenId, CityId, ConsentId, Identifier, Purpose, ServiceId};
 pub use index::Index;
 pub use model::{
-    AccessOutcome, AccessRecord, Citizen, Consent, ConsentState, ConsentStatus, DataLocation,
-    HomePeriod, LegalBasis, Member, Pointer, PurposeDeclaration, RefusalReason, Resolution,
-    ResolvedPointer, Service,
+    AccessOutcome, AccessRecord, Certification, CertificationStatus, CertificationWithdrawal,
+    Citizen, Consent, ConsentState, ConsentStatus, DataLocation, HomePeriod, LegalBasis, Member,
+    Pointer, PurposeDeclaration, RefusalReason, Resolution, ResolvedPointer, Service,
 };
 pub use query::{AccessLogPage, Query, QueryAnswer};
 pub use signing::{CitizenAuth, KeyId, PublicKey};

@@ -28,3 +28,5 @@ pub const RESOLVE_BATCH_MAX: usize = 256;
 pub const FORWARDING_PATH_DEPTH_MAX: usize = 8;
 /// Access records returned by one read of an access log.
 pub const ACCESS_LOG_PAGE_MAX: usize = 500;
+/// Earlier certifications kept per service, beside the latest one.
+pub const CERTIFICATION_HISTORY_MAX: usize = 16;

@@ -113,21 +113,81 @@ pub struct PurposeDeclaration {
     pub attributes: Vec<Attribute>,
 }
 
+/// The attributes `declarations` list for `purpose`, or `None` when the purpose is absent.
+pub fn attributes_for<'a>(
+    declarations: &'a [PurposeDeclaration],
+    purpose: &Purpose,
+) -> Option<&'a [Attribute]> {
+    declarations
+        .iter()
+        .find(|declaration| &declaration.purpose == purpose)
+        .map(|declaration| declaration.attributes.as_slice())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     pub service_id: ServiceId,
     pub organisation: String,
     pub declarations: Vec<PurposeDeclaration>,
     pub registered_at_unix_ms: u64,
+    /// The latest certification, withdrawn or expired ones included; `None` until a city
+    /// operator first certifies the service. Only a certified service resolves.
+    pub certification: Option<Certification>,
+    /// Certifications the latest one replaced, oldest first, at most
+    /// `CERTIFICATION_HISTORY_MAX`.
+    pub certification_history: Vec<Certification>,
 }
 
 impl Service {
     /// The attributes declared for `purpose`, or `None` when the purpose is not declared.
     pub fn declared(&self, purpose: &Purpose) -> Option<&[Attribute]> {
-        self.declarations
-            .iter()
-            .find(|declaration| &declaration.purpose == purpose)
-            .map(|declaration| declaration.attributes.as_slice())
+        attributes_for(&self.declarations, purpose)
+    }
+}
+
+/// A city operator's statement that a service may resolve citizens, for some of the purposes
+/// and attributes it declared, until a date. It is checked by the state machine with each
+/// resolution's own time, so its end and its withdrawal take effect at every city at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certification {
+    pub by_city: CityId,
+    pub certified_at_unix_ms: u64,
+    /// A subset of the service's own declarations, with the same wildcard rules.
+    pub declarations: Vec<PurposeDeclaration>,
+    /// The certification ends at this moment; always later than `certified_at_unix_ms`.
+    pub valid_until_unix_ms: u64,
+    /// `None` while no operator has withdrawn it.
+    pub withdrawn: Option<CertificationWithdrawal>,
+}
+
+/// Who withdrew a certification, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificationWithdrawal {
+    pub at_unix_ms: u64,
+    pub by_city: CityId,
+}
+
+/// A certification's status as seen at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CertificationStatus {
+    Certified,
+    Expired,
+    /// Withdrawn by an operator; shown even after the certification would have expired.
+    Withdrawn,
+}
+
+impl Certification {
+    pub fn status_at(&self, now_unix_ms: u64) -> CertificationStatus {
+        match &self.withdrawn {
+            Some(_) => CertificationStatus::Withdrawn,
+            None if now_unix_ms >= self.valid_until_unix_ms => CertificationStatus::Expired,
+            None => CertificationStatus::Certified,
+        }
+    }
+
+    /// The attributes certified for `purpose`, or `None` when the purpose is not certified.
+    pub fn certified(&self, purpose: &Purpose) -> Option<&[Attribute]> {
+        attributes_for(&self.declarations, purpose)
     }
 }
 
@@ -234,6 +294,15 @@ pub enum RefusalReason {
     ConsentRevoked,
     /// The consent names another identity for this service than the one presented.
     IdentityNotShared,
+    /// No city operator has certified the service.
+    ServiceNotCertified,
+    CertificationExpired,
+    CertificationWithdrawn,
+    /// The service is certified, but not for the purpose asked.
+    PurposeNotCertified,
+    /// The service asked for attributes its certification does not cover, or the consented
+    /// attributes and the certified ones have nothing in common.
+    AttributesNotCertified,
 }
 
 impl RefusalReason {
@@ -251,6 +320,13 @@ impl RefusalReason {
             RefusalReason::ConsentRevoked => "the consent for this purpose was revoked",
             RefusalReason::IdentityNotShared => {
                 "the citizen did not share this identity with the service"
+            }
+            RefusalReason::ServiceNotCertified => "the service is not certified",
+            RefusalReason::CertificationExpired => "the service's certification expired",
+            RefusalReason::CertificationWithdrawn => "the service's certification was withdrawn",
+            RefusalReason::PurposeNotCertified => "the service is not certified for this purpose",
+            RefusalReason::AttributesNotCertified => {
+                "the service is not certified for these attributes"
             }
         }
     }

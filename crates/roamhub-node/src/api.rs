@@ -270,6 +270,15 @@ impl Api {
             }
         }
     }
+
+    async fn service_reply(&self, command: Command) -> Reply<pb::Service> {
+        match self.propose(command).await? {
+            Applied::ServiceRegistered(service) | Applied::Service(service) => {
+                Ok(Response::new(convert::pb_service(&service, now_unix_ms())))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
 }
 
 /// Sixteen bytes from the operating system's generator, for a fresh citizen id.
@@ -426,10 +435,33 @@ impl Roamhub for Api {
             organisation: request.organisation,
             declarations: convert::declarations(&request.declarations)?,
         };
-        match self.propose(command).await? {
-            Applied::ServiceRegistered(service) => Ok(Response::new(convert::pb_service(&service))),
-            other => Err(unexpected(other)),
-        }
+        self.service_reply(command).await
+    }
+
+    #[instrument(skip_all, fields(rpc = "certify_service"))]
+    async fn certify_service(
+        &self,
+        request: Request<pb::CertifyServiceRequest>,
+    ) -> Reply<pb::Service> {
+        let by_city = self.operator_city(&request)?;
+        let request = request.into_inner();
+        let command = Command::CertifyService {
+            service_id: convert::service_id(&request.service_id)?,
+            by_city,
+            declarations: convert::declarations(&request.declarations)?,
+            valid_until_unix_ms: request.valid_until_unix_ms,
+        };
+        self.service_reply(command).await
+    }
+
+    #[instrument(skip_all, fields(rpc = "decertify_service"))]
+    async fn decertify_service(
+        &self,
+        request: Request<pb::DecertifyServiceRequest>,
+    ) -> Reply<pb::Service> {
+        let by_city = self.operator_city(&request)?;
+        let service_id = convert::service_id(&request.get_ref().service_id)?;
+        self.service_reply(Command::DecertifyService { service_id, by_city }).await
     }
 
     #[instrument(skip_all, fields(rpc = "list_services"))]
@@ -439,7 +471,7 @@ impl Roamhub for Api {
     ) -> Reply<pb::ListServicesResponse> {
         match self.node.read(Query::Services).await? {
             QueryAnswer::Services(services) => Ok(Response::new(pb::ListServicesResponse {
-                services: services.iter().map(convert::pb_service).collect(),
+                services: services.iter().map(|s| convert::pb_service(s, now_unix_ms())).collect(),
             })),
             other => Err(unexpected(other)),
         }

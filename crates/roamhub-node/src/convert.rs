@@ -299,12 +299,31 @@ pub fn pb_declaration(value: &index::PurposeDeclaration) -> pb::PurposeDeclarati
     }
 }
 
-pub fn pb_service(value: &index::Service) -> pb::Service {
+pub fn pb_service(value: &index::Service, now_unix_ms: u64) -> pb::Service {
     pb::Service {
         service_id: value.service_id.to_string(),
         organisation: value.organisation.clone(),
         declarations: value.declarations.iter().map(pb_declaration).collect(),
         registered_at_unix_ms: value.registered_at_unix_ms,
+        certification: value.certification.as_ref().map(|c| pb_certification(c, now_unix_ms)),
+    }
+}
+
+pub fn pb_certification(value: &index::Certification, now_unix_ms: u64) -> pb::Certification {
+    let status = match value.status_at(now_unix_ms) {
+        index::CertificationStatus::Certified => "certified",
+        index::CertificationStatus::Expired => "expired",
+        index::CertificationStatus::Withdrawn => "withdrawn",
+    };
+    let withdrawn = value.withdrawn.as_ref();
+    pb::Certification {
+        by_city: value.by_city.to_string(),
+        certified_at_unix_ms: value.certified_at_unix_ms,
+        valid_until_unix_ms: value.valid_until_unix_ms,
+        declarations: value.declarations.iter().map(pb_declaration).collect(),
+        status: status.to_owned(),
+        withdrawn_at_unix_ms: withdrawn.map(|w| w.at_unix_ms).unwrap_or_default(),
+        withdrawn_by_city: withdrawn.map(|w| w.by_city.to_string()).unwrap_or_default(),
     }
 }
 

@@ -80,6 +80,17 @@ pub fn refused_resolution(reason: RefusalReason, access_record: u64) -> Status {
         RefusalReason::IdentityNotShared => {
             with_field(Status::permission_denied(message), "identifier")
         }
+        RefusalReason::ServiceNotCertified
+        | RefusalReason::CertificationExpired
+        | RefusalReason::CertificationWithdrawn => {
+            with_field(Status::permission_denied(message), "service_id")
+        }
+        RefusalReason::PurposeNotCertified => {
+            with_field(Status::permission_denied(message), "purpose")
+        }
+        RefusalReason::AttributesNotCertified => {
+            with_field(Status::permission_denied(message), "attributes")
+        }
         RefusalReason::NoConsent
         | RefusalReason::ConsentWithdrawn
         | RefusalReason::ConsentExpired

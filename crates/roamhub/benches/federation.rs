@@ -25,6 +25,8 @@ const CITIES: [City; 3] = [
 ];
 /// Citizens registered, each with a location and a consent, before measuring.
 const CITIZENS: usize = 200;
+/// How long the service is certified for: longer than any run.
+const CERTIFIED_FOR_MS: u64 = 86_400_000;
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -119,7 +121,8 @@ struct BenchCitizen {
     next_sequence: u64,
 }
 
-/// Registers a service and `CITIZENS` citizens, each with a mobility pod and a consent.
+/// Registers and certifies a service, and registers `CITIZENS` citizens, each with a
+/// mobility pod and a consent.
 async fn seed(client: &mut Client) -> anyhow::Result<Vec<BenchCitizen>> {
     let declaration = pb::PurposeDeclaration {
         purpose: "trip-planning".to_owned(),
@@ -128,9 +131,15 @@ async fn seed(client: &mut Client) -> anyhow::Result<Vec<BenchCitizen>> {
     let service = pb::RegisterServiceRequest {
         service_id: "ride.share".to_owned(),
         organisation: "Ride Share".to_owned(),
-        declarations: vec![declaration],
+        declarations: vec![declaration.clone()],
     };
     client.register_service(service).await?;
+    let certify = pb::CertifyServiceRequest {
+        service_id: "ride.share".to_owned(),
+        declarations: vec![declaration],
+        valid_until_unix_ms: roamhub_node::node::now_unix_ms() + CERTIFIED_FOR_MS,
+    };
+    client.certify_service(certify).await?;
 
     let mut citizens = Vec::new();
     for n in 0..CITIZENS {

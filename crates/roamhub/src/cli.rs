@@ -233,7 +233,7 @@ pub enum ClientCommand {
     /// Consents: grant, withdraw, list.
     #[command(subcommand)]
     Consent(ConsentCommand),
-    /// Services: register, list.
+    /// Services: register, list, certify, decertify.
     #[command(subcommand)]
     Service(ServiceCommand),
     /// Resolve a citizen for a service and purpose; leaves an access record.
@@ -359,8 +359,25 @@ pub enum ServiceCommand {
         #[arg(long = "declare", required = true)]
         declarations: Vec<String>,
     },
-    /// List registered services.
+    /// List registered services with their certifications.
     List,
+    /// Operator: certify a service, on the operator's city's authority, for some of the
+    /// purposes and attributes it declared; replaces any earlier certification.
+    #[command(group = clap::ArgGroup::new("until").required(true))]
+    Certify {
+        service_id: String,
+        /// PURPOSE=ATTR[;ATTR...], as the service declared them or fewer; repeatable.
+        #[arg(long = "declare", required = true)]
+        declarations: Vec<String>,
+        /// Valid for this many days from now.
+        #[arg(long, group = "until")]
+        days: Option<u64>,
+        /// Valid until this moment, milliseconds since the Unix epoch.
+        #[arg(long, group = "until")]
+        valid_until_ms: Option<u64>,
+    },
+    /// Operator: withdraw a service's certification; it stops resolving at every city.
+    Decertify { service_id: String },
 }
 
 #[derive(Debug, Clone, Args)]

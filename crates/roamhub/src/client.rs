@@ -14,10 +14,10 @@ use roamhub_node::Transport;
 
 use crate::cli::{
     AccessLogArgs, CitizenCommand, ClientCommand, ClientOptions, ConsentCommand, FederationCommand,
-    LocationCommand, ResolveArgs, ServiceCommand,
+    LocationCommand, ResolveArgs,
 };
 use crate::keystore::{CitizenKey, CitizenRequest, Keystore};
-use crate::membership;
+use crate::{membership, services};
 
 /// How long the client waits for an answer.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -66,7 +66,7 @@ pub async fn run(
         ClientCommand::Citizen(command) => citizen(&mut session, command).await,
         ClientCommand::Location(command) => location(&mut session, command).await,
         ClientCommand::Consent(command) => consent(&mut session, command).await,
-        ClientCommand::Service(command) => service(client, json, command).await,
+        ClientCommand::Service(command) => services::run(client, json, command).await,
         ClientCommand::Resolve(args) => resolve(client, json, args).await,
         ClientCommand::AccessLog(args) => access_log(client, json, args).await,
         ClientCommand::Follow { old_uri, service, purpose } => {
@@ -81,7 +81,7 @@ pub async fn run(
 }
 
 /// Prints `value` as JSON, or through `human`.
-fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T)) -> anyhow::Result<()> {
+pub fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce(&T)) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(value)?);
     } else {
@@ -96,15 +96,6 @@ pub fn parse_identifier(spec: &str) -> anyhow::Result<pb::Identifier> {
         bail!("identifier {spec:?} is not SCHEME=VALUE");
     };
     Ok(pb::Identifier { scheme: scheme.to_owned(), value: value.to_owned() })
-}
-
-/// Parses `PURPOSE=ATTR;ATTR`.
-fn parse_declaration(spec: &str) -> anyhow::Result<pb::PurposeDeclaration> {
-    let Some((purpose, attributes)) = spec.split_once('=') else {
-        bail!("declaration {spec:?} is not PURPOSE=ATTR;ATTR");
-    };
-    let attributes = attributes.split(';').filter(|a| !a.is_empty()).map(str::to_owned).collect();
-    Ok(pb::PurposeDeclaration { purpose: purpose.to_owned(), attributes })
 }
 
 fn parse_legal_basis(name: &str) -> anyhow::Result<pb::LegalBasis> {
@@ -301,26 +292,6 @@ async fn consent(session: &mut Session, command: ConsentCommand) -> anyhow::Resu
         ConsentCommand::List { citizen_id } => {
             let consents = get_citizen(&mut session.client, citizen_id).await?.consents;
             emit(json, &consents, |all| all.iter().for_each(print_consent))
-        }
-    }
-}
-
-async fn service(client: &mut Client, json: bool, command: ServiceCommand) -> anyhow::Result<()> {
-    match command {
-        ServiceCommand::Register { service_id, organisation, declarations } => {
-            let declarations = declarations
-                .iter()
-                .map(|spec| parse_declaration(spec))
-                .collect::<anyhow::Result<_>>()?;
-            let request = pb::RegisterServiceRequest { service_id, organisation, declarations };
-            let service =
-                client.register_service(request).await.map_err(status_error)?.into_inner();
-            emit(json, &service, print_service)
-        }
-        ServiceCommand::List => {
-            let request = pb::ListServicesRequest {};
-            let reply = client.list_services(request).await.map_err(status_error)?.into_inner();
-            emit(json, &reply.services, |all| all.iter().for_each(print_service))
         }
     }
 }
@@ -553,13 +524,6 @@ pub fn print_consent(consent: &pb::Consent) {
         consent.purpose,
         consent.attributes.join(", ")
     );
-}
-
-pub fn print_service(service: &pb::Service) {
-    println!("service {} ({})", service.service_id, service.organisation);
-    for declaration in &service.declarations {
-        println!("  {}: {}", declaration.purpose, declaration.attributes.join(", "));
-    }
 }
 
 pub fn print_resolution(resolution: &pb::ResolveResponse) {

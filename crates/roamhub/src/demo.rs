@@ -14,8 +14,8 @@ use roamhub_proto::v1 as pb;
 
 use crate::cli::DemoArgs;
 use crate::client::{
-    Client, export, print_access_record, print_member, status_error, verify_access_chain,
-    whole_access_log,
+    Client, export, format_time, print_access_record, print_member, status_error,
+    verify_access_chain, whole_access_log,
 };
 use crate::keystore::{CitizenKey, verify_receipt};
 use crate::local::{City, LocalFederation};
@@ -34,6 +34,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 const SERVICE: &str = "ride.share";
 const PURPOSE: &str = "trip-planning";
+/// How long the operator certifies the service for.
+const CERTIFIED_FOR_MS: u64 = 365 * 86_400_000;
 
 fn step(number: u32, text: &str) {
     println!("\n{number}. {text}");
@@ -125,7 +127,13 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         print_member(m)
     });
 
-    step(2, "A mobility service registers, declaring what it needs and why.");
+    step(
+        2,
+        concat!(
+            "A mobility service registers, declaring what it needs and why, and Eindhoven's\n",
+            "   operator certifies it for that; only a certified service resolves."
+        ),
+    );
     let declaration = pb::PurposeDeclaration {
         purpose: PURPOSE.to_owned(),
         attributes: ["mobility.trips", "mobility.pass", "mobility.home-station"]
@@ -140,6 +148,12 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     eindhoven.register_service(service).await.map_err(status_error)?;
     said(format!(
         "{SERVICE} declares {PURPOSE}: mobility.trips, mobility.pass, mobility.home-station"
+    ));
+    let certified = certify(&mut eindhoven).await?;
+    said(format!(
+        "certified by {} until {}",
+        certified.by_city,
+        format_time(certified.valid_until_unix_ms)
     ));
 
     step(
@@ -255,7 +269,21 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     ensure!(new_address.starts_with(store), "the old pointer should forward to the new store");
     said(format!("its old pointer {old_address} forwards to {new_address}"));
 
-    step(9, "She withdraws her consent; the service, watching from Helsinki, acknowledges it.");
+    step(
+        9,
+        concat!(
+            "Helsinki's operator withdraws the service's certification: at once no city serves\n",
+            "   it, whatever Alice consented. Eindhoven's operator certifies it again."
+        ),
+    );
+    let decertify = pb::DecertifyServiceRequest { service_id: SERVICE.to_owned() };
+    helsinki.decertify_service(decertify).await.map_err(status_error)?;
+    refused_at_every_city(service_at.each_mut(), "a withdrawn certification").await?;
+    certify(&mut eindhoven).await?;
+    service_at[HELSINKI].resolve(resolve_request()).await.map_err(status_error)?;
+    said(format!("certified again, {SERVICE} resolves her from Helsinki"));
+
+    step(10, "She withdraws her consent; the service, watching from Helsinki, acknowledges it.");
     let watch = pb::WatchConsentsRequest { service_id: SERVICE.to_owned() };
     let mut watched =
         service_at[HELSINKI].watch_consents(watch).await.map_err(status_error)?.into_inner();
@@ -283,20 +311,10 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     );
     said("she sees, from Eindhoven, that the service acknowledged it");
 
-    step(10, "Every city now refuses the service.");
-    for (position, client) in service_at.iter_mut().enumerate() {
-        let refused = client.resolve(resolve_request()).await;
-        let city = CITIES[position].city_id;
-        match refused {
-            Err(status) if status.code() == tonic::Code::PermissionDenied => {
-                said(format!("{city:<13} PermissionDenied: {}", status.message()));
-            }
-            Err(status) => bail!("{city} answered {:?}: {}", status.code(), status.message()),
-            Ok(_) => bail!("{city} released pointers after the withdrawal"),
-        }
-    }
+    step(11, "Every city now refuses the service.");
+    refused_at_every_city(service_at.each_mut(), "the withdrawal").await?;
 
-    step(11, "Alice reads her access log, from Helsinki: every access is there.");
+    step(12, "Alice reads her access log, from Helsinki: every access is there.");
     let log = whole_access_log(&mut helsinki, &citizen_id).await?;
     log.iter().rev().for_each(print_access_record);
     verify_access_chain(&log).map_err(anyhow::Error::msg)?;
@@ -306,12 +324,12 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
     ));
     let released = log.iter().filter(|r| r.outcome == pb::AccessOutcome::Released as i32).count();
     ensure!(
-        log.len() == 6 && released == 3,
-        "expected 6 records (3 released), got {} ({released} released)",
+        log.len() == 10 && released == 4,
+        "expected 10 records (4 released), got {} ({released} released)",
         log.len()
     );
 
-    step(12, "She exports everything the federation holds about her.");
+    step(13, "She exports everything the federation holds about her.");
     let exported = export(&mut valencia, &citizen_id).await?;
     let consents = exported["citizen"]["consents"].as_array().map(Vec::len).unwrap_or_default();
     let records = exported["access_log"].as_array().map(Vec::len).unwrap_or_default();
@@ -320,7 +338,7 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
         exported.to_string().len()
     ));
 
-    step(13, "She leaves: her erasure is signed, and every city compacts her out of its disk.");
+    step(14, "She leaves: her erasure is signed, and every city compacts her out of its disk.");
     let erase = pb::EraseCitizenRequest { citizen_id: citizen_id.clone(), signature: None };
     let erase = alice.signed(&mut valencia, erase).await?;
     valencia.erase_citizen(erase).await.map_err(status_error)?;
@@ -336,6 +354,42 @@ async fn tell(federation: &LocalFederation) -> anyhow::Result<()> {
             said("the federation no longer knows her")
         }
         _ => bail!("an erased citizen is still found"),
+    }
+    Ok(())
+}
+
+/// Eindhoven's operator certifies the service for everything it declared, for a year.
+async fn certify(client: &mut Client) -> anyhow::Result<pb::Certification> {
+    let now_unix_ms = roamhub_node::node::now_unix_ms();
+    let request = pb::CertifyServiceRequest {
+        service_id: SERVICE.to_owned(),
+        declarations: vec![pb::PurposeDeclaration {
+            purpose: PURPOSE.to_owned(),
+            attributes: ["mobility.trips", "mobility.pass", "mobility.home-station"]
+                .map(String::from)
+                .to_vec(),
+        }],
+        valid_until_unix_ms: now_unix_ms + CERTIFIED_FOR_MS,
+    };
+    let service = client.certify_service(request).await.map_err(status_error)?.into_inner();
+    let certification = service.certification.context("a certification answers it")?;
+    ensure!(certification.status == "certified", "the service should be certified now");
+    Ok(certification)
+}
+
+/// Asks each city to resolve Alice for the service, and expects each to refuse because of
+/// `cause`.
+async fn refused_at_every_city(clients: [&mut Client; 3], cause: &str) -> anyhow::Result<()> {
+    for (position, client) in clients.into_iter().enumerate() {
+        let refused = client.resolve(resolve_request()).await;
+        let city = CITIES[position].city_id;
+        match refused {
+            Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                said(format!("{city:<13} PermissionDenied: {}", status.message()));
+            }
+            Err(status) => bail!("{city} answered {:?}: {}", status.code(), status.message()),
+            Ok(_) => bail!("{city} released pointers after {cause}"),
+        }
     }
     Ok(())
 }
@@ -439,6 +493,7 @@ fn print_how_to_reach(federation: &LocalFederation, root: &Path) {
             let flags = flags.join(" ");
             println!("   roamhub --node {first} {flags} federation members");
             println!("   roamhub --node {first} {flags} service list");
+            println!("   roamhub --node {first} {flags} service decertify {SERVICE}");
         }
         Err(error) => println!("   (no operator certificate: {error:#})"),
     }
