@@ -35,14 +35,17 @@ struct FileConfig {
     raft: Option<RaftTiming>,
 }
 
-/// Logs go to standard error; `ROAMHUB_LOG` (or `RUST_LOG`) sets the filter.
+/// Logs go to standard error, coloured only on a terminal; `ROAMHUB_LOG` (or `RUST_LOG`)
+/// sets the filter.
 pub fn init_logging() {
+    use std::io::IsTerminal;
     let filter = std::env::var("ROAMHUB_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info,openraft=warn".to_owned());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
