@@ -49,6 +49,9 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const TLS_HANDSHAKES_IN_FLIGHT_MAX: usize = 256;
 /// Accepted connections waiting for the gRPC server to take them.
 pub const ACCEPTED_QUEUE_MAX: usize = 64;
+/// How long a listener pauses after accepting failed (out of file descriptors and the
+/// like) before it tries again, rather than spin.
+pub const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How often a node looks for renewed certificates or revocation lists.
 pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 

@@ -40,8 +40,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use tracing::{error, info, warn};
 
 use crate::config::{
-    ACCEPTED_QUEUE_MAX, CONNECT_TIMEOUT, TLS_HANDSHAKE_TIMEOUT, TLS_HANDSHAKES_IN_FLIGHT_MAX,
-    TLS_RELOAD_INTERVAL,
+    ACCEPT_RETRY_PAUSE, ACCEPTED_QUEUE_MAX, CONNECT_TIMEOUT, TLS_HANDSHAKE_TIMEOUT,
+    TLS_HANDSHAKES_IN_FLIGHT_MAX, TLS_RELOAD_INTERVAL,
 };
 
 /// The URI scheme of roles in certificates.
@@ -408,9 +408,8 @@ async fn accept_loop(
             next = listener.accept() => match next {
                 Ok(next) => next,
                 Err(error) => {
-                    // Out of file descriptors and the like: pause rather than spin.
                     warn!(%error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
                     continue;
                 }
             },

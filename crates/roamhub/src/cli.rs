@@ -52,7 +52,12 @@ pub struct TlsOptions {
     #[arg(long, global = true, env = "ROAMHUB_CRL")]
     pub crl: Option<PathBuf>,
     /// Plaintext, no certificates, nobody authenticated: for local experiments only.
-    #[arg(long, global = true, env = "ROAMHUB_INSECURE")]
+    #[arg(
+        long,
+        global = true,
+        env = "ROAMHUB_INSECURE",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub insecure: bool,
 }
 

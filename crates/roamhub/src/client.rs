@@ -32,7 +32,18 @@ pub fn connect(node: &str, transport: &Transport) -> anyhow::Result<Client> {
 }
 
 /// Turns a gRPC status into an error that reads `NotFound: citizen_id not found: ...`.
+/// A connection the node closed gets a hint: under TLS a node tells a refused client no
+/// more than that.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    let source = std::error::Error::source(&status);
+    if source.is_some_and(|source| source.is::<tonic::transport::Error>()) {
+        return anyhow!(
+            "{:?}: {} (the connection failed: is the node up, and is your certificate issued \
+             by the federation's authority, current and not revoked?)",
+            status.code(),
+            status.message()
+        );
+    }
     anyhow!("{:?}: {}", status.code(), status.message())
 }
 
