@@ -106,6 +106,27 @@ async fn all_nodes_restart_with_their_state_intact() {
         let services = client.list_services(pb::ListServicesRequest {}).await.unwrap();
         assert_eq!(services.into_inner().services.len(), 1, "node {position}");
     }
+    assert_same_state(&test).await;
+}
+
+/// Once every node has applied the same log, every node answers the same state digest.
+async fn assert_same_state(test: &TestFederation) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut digests = Vec::new();
+        for position in 0..3 {
+            let mut client = test.federation.client(position).await.unwrap();
+            let digest = client.state_digest(pb::StateDigestRequest {}).await.unwrap();
+            digests.push(digest.into_inner());
+        }
+        if digests.iter().all(|d| d.applied_index == digests[0].applied_index) {
+            assert_eq!(digests[0].digest.len(), 32);
+            assert!(digests.iter().all(|d| d.digest == digests[0].digest), "{digests:?}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "the nodes did not apply the same log: {digests:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A node that was down while the log was compacted catches up from a snapshot.

@@ -726,6 +726,15 @@ impl Roamhub for Api {
         Ok(Response::new(self.raft_members_reply()))
     }
 
+    #[instrument(skip_all, fields(rpc = "state_digest"))]
+    async fn state_digest(
+        &self,
+        _request: Request<pb::StateDigestRequest>,
+    ) -> Reply<pb::StateDigestResponse> {
+        let (applied_index, digest) = self.node.reader().digest();
+        Ok(Response::new(pb::StateDigestResponse { applied_index, digest: digest.to_vec() }))
+    }
+
     #[instrument(skip_all, fields(rpc = "node_status"))]
     async fn node_status(
         &self,

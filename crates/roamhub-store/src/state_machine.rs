@@ -72,6 +72,16 @@ impl IndexReader {
     pub fn with_index<T>(&self, read: impl FnOnce(&Index) -> T) -> T {
         read(&self.applied.read().expect("index lock is never poisoned").index)
     }
+
+    /// The log index of the last applied entry (zero before any) and a SHA-256 digest of
+    /// the index's canonical encoding, taken together under one lock. The state machine is
+    /// deterministic, so replicas that applied the same log answer the same digest.
+    pub fn digest(&self) -> (u64, [u8; 32]) {
+        use sha2::Digest as _;
+        let applied = self.applied.read().expect("index lock is never poisoned");
+        let index = applied.last_applied.map(|id| id.index).unwrap_or_default();
+        (index, sha2::Sha256::digest(encode(&applied.index)).into())
+    }
 }
 
 pub struct StateMachine {

@@ -269,7 +269,7 @@ impl LocalFederation {
         }
     }
 
-    /// Starts a killed node again from its data directory.
+    /// Starts a node again from its data directory, killing it first if it runs.
     pub fn restart(&mut self, position: usize) -> anyhow::Result<()> {
         self.kill(position);
         self.spawn(position)
@@ -347,13 +347,18 @@ impl LocalFederation {
         None
     }
 
+    /// Stops a node with SIGTERM, as an operator would, and waits for it to exit.
+    pub fn terminate(&mut self, position: usize) {
+        if let Some(mut child) = self.nodes[position].process.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops every node with SIGTERM, waiting for each to exit.
     pub fn stop(&mut self) {
-        for node in &mut self.nodes {
-            if let Some(mut child) = node.process.take() {
-                let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-                let _ = child.wait();
-            }
+        for position in 0..self.nodes.len() {
+            self.terminate(position);
         }
     }
 
