@@ -1,8 +1,9 @@
 //! Validated names and ids.
 //!
 //! Every id is a newtype that can only be built through `parse`, which checks its shape and
-//! names the request field at fault. Values that arrive through Raft are checked again when
-//! applied (see `Command::check`), so a replica never trusts the node that proposed them.
+//! names the request field at fault. Ids that arrive through Raft are checked again as they
+//! are decoded, and whole commands when applied (see `Command::check`), so a replica never
+//! trusts the node that proposed them.
 
 use std::fmt;
 
@@ -42,9 +43,25 @@ pub fn check_text(field: &str, value: &str) -> Result<(), IndexError> {
 macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        // Decoded through `parse`, like every value from a request: an id read from the
+        // log or a peer is checked before any code relies on its shape.
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(transparent)]
+        #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
+
+        impl TryFrom<String> for $name {
+            type Error = IndexError;
+
+            fn try_from(value: String) -> Result<$name, IndexError> {
+                $name::parse(stringify!($name), &value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
 
         impl $name {
             pub fn as_str(&self) -> &str {
@@ -84,7 +101,7 @@ impl CityId {
 
     /// The upper-case country code the id starts with.
     pub fn country(&self) -> String {
-        self.0[..2].to_ascii_uppercase()
+        self.0.get(..2).unwrap_or_default().to_ascii_uppercase()
     }
 }
 

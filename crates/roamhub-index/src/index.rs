@@ -53,13 +53,17 @@ pub struct Index {
     forwarding: BTreeMap<String, (CitizenId, Category)>,
     /// Whose each consent is; mirrors `Citizen::consents`.
     consent_owners: BTreeMap<ConsentId, CitizenId>,
+    /// The latest moment an applied command was stamped with. Each node stamps commands
+    /// by its own clock, and clocks differ or step back: a command stamped earlier applies
+    /// at this moment instead, so that time in the index never runs backwards.
+    clock_unix_ms: u64,
 }
 
 impl Index {
     /// Applies one request completely, or refuses it and changes nothing.
     pub fn apply(&mut self, request: &Request) -> Result<Response, IndexError> {
         request.command.check()?;
-        let now = request.at_unix_ms;
+        let now = request.at_unix_ms.max(self.clock_unix_ms);
         let response = match &request.command {
             Command::UpsertMember(member) => self.upsert_member(member),
             Command::RemoveMember { city_id } => self.remove_member(city_id),
@@ -108,6 +112,7 @@ impl Index {
                 Ok(Response::Resolutions(outcomes))
             }
         }?;
+        self.clock_unix_ms = now;
 
         #[cfg(debug_assertions)]
         self.validate().expect("index invariants hold after apply");

@@ -415,3 +415,16 @@ fn an_old_pointer_forwards_to_the_new_store_under_the_same_consent() {
     let gone = apply(&mut index, T0 + 6, follow("ride.share")).unwrap_err();
     assert_eq!(gone.field(), "old_uri");
 }
+
+/// An id read from the log or a peer is checked as it is decoded: a malformed one never
+/// reaches code that relies on its shape (a one-letter city id once crashed every replica).
+#[test]
+fn malformed_ids_do_not_decode() {
+    let encoded = |value: &str| postcard::to_stdvec(value).unwrap();
+    assert!(postcard::from_bytes::<roamhub_index::CityId>(&encoded("d")).is_err());
+    assert!(postcard::from_bytes::<roamhub_index::CitizenId>(&encoded("c-12")).is_err());
+    assert!(postcard::from_bytes::<roamhub_index::ServiceId>(&encoded("Bad Name")).is_err());
+    let city = postcard::from_bytes::<roamhub_index::CityId>(&encoded("nl-eindhoven")).unwrap();
+    assert_eq!(city.country(), "NL");
+    assert_eq!(postcard::to_stdvec(&city).unwrap(), encoded("nl-eindhoven"), "same wire form");
+}

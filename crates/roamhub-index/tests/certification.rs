@@ -265,3 +265,25 @@ fn a_purpose_outside_the_certification_is_refused() {
     let refused = resolution(apply(&mut index, T0 + 2, Command::Resolve(args)).unwrap());
     assert_eq!(refused.refused, Some(RefusalReason::PurposeNotCertified));
 }
+
+/// A leader whose clock runs behind stamps commands earlier than ones already applied:
+/// they apply at the index's latest moment instead, so a withdrawal or a renewal never
+/// lands before the certification it ends or replaces.
+#[test]
+fn a_command_stamped_in_the_past_applies_at_the_latest_moment() {
+    let mut index = seeded_uncertified();
+    let far = T0 + CERTIFIED_FOR_MS;
+    let late = T0 + 1_000;
+    apply(&mut index, late, certify(&["mobility.trips"], far)).unwrap();
+
+    apply(&mut index, late - 500, certify(&["mobility.trips"], far)).unwrap();
+    let renewed = ride_share(&index);
+    let certification = renewed.certification.as_ref().unwrap();
+    assert_eq!(certification.certified_at_unix_ms, late, "renewed no earlier than before");
+
+    apply(&mut index, T0, decertify("be-gent")).unwrap();
+    let withdrawn = ride_share(&index);
+    let withdrawal = withdrawn.certification.as_ref().unwrap().withdrawn.as_ref().unwrap();
+    assert_eq!(withdrawal.at_unix_ms, late, "withdrawn no earlier than certified");
+    assert!(index.validate().is_ok());
+}
