@@ -227,24 +227,32 @@ pub struct Writer {
     pub rng: Rng,
 }
 
-/// Signs `request` as the citizen's next operation; `None` when the node would not tell
-/// the sequence number in time, so the write is never sent.
-async fn sign<R: CitizenRequest>(client: &mut Client, citizen: &Citizen, request: R) -> Option<R> {
-    match tokio::time::timeout(OPERATION_TIMEOUT, citizen.key.signed(client, request)).await {
-        Ok(Ok(request)) => Some(request),
-        _ => None,
-    }
-}
+/// A write as sent: when it was invoked, how it ended, and the answer when there was one.
+type Sent<T> = (u64, Outcome<CitizenOutput>, Option<T>);
 
-/// How a write ended, from its answer or its lack of one.
-fn write_outcome<T>(
-    answer: Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>,
-) -> Outcome<CitizenOutput> {
-    match answer {
-        Ok(Ok(_)) => Outcome::Ok(CitizenOutput::Done),
-        Ok(Err(status)) if definitely_failed(status.code()) => Outcome::Failed,
-        _ => Outcome::Unknown,
-    }
+/// Signs `request` as the citizen's next operation and sends it with `send`, bounded by
+/// `OPERATION_TIMEOUT` each. `None` when the node would not tell the sequence number in
+/// time, so that the write was never sent and has no place in the history.
+async fn signed_write<R, T, Fut>(
+    client: &mut Client,
+    citizen: &Citizen,
+    recorder: &Recorder,
+    request: R,
+    send: impl FnOnce(Client, R) -> Fut,
+) -> Option<Sent<T>>
+where
+    R: CitizenRequest,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let signed = tokio::time::timeout(OPERATION_TIMEOUT, citizen.key.signed(client, request));
+    let Ok(Ok(request)) = signed.await else { return None };
+    let invoked_ns = recorder.now_ns();
+    let answer = tokio::time::timeout(OPERATION_TIMEOUT, send(client.clone(), request)).await;
+    Some(match answer {
+        Ok(Ok(reply)) => (invoked_ns, Outcome::Ok(CitizenOutput::Done), Some(reply.into_inner())),
+        Ok(Err(status)) if definitely_failed(status.code()) => (invoked_ns, Outcome::Failed, None),
+        _ => (invoked_ns, Outcome::Unknown, None),
+    })
 }
 
 impl Writer {
@@ -278,73 +286,39 @@ impl Writer {
                         signature: None,
                         identity_scheme: "city-account".to_owned(),
                     };
-                    match sign(client, &citizen, request).await {
-                        None => None,
-                        Some(request) => {
-                            let invoked_ns = recorder.now_ns();
-                            let answer = client.grant_consent(request);
-                            let answer = tokio::time::timeout(OPERATION_TIMEOUT, answer).await;
-                            if let Ok(Ok(consent)) = &answer {
-                                given.insert(tag, consent.get_ref().consent_id.clone());
-                            }
-                            Some((CitizenInput::Grant { tag }, invoked_ns, write_outcome(answer)))
+                    let send = |mut c: Client, r| async move { c.grant_consent(r).await };
+                    let sent = signed_write(client, &citizen, &recorder, request, send).await;
+                    sent.map(|(invoked_ns, outcome, consent)| {
+                        if let Some(consent) = consent {
+                            given.insert(tag, consent.consent_id);
                         }
-                    }
+                        (CitizenInput::Grant { tag }, invoked_ns, outcome)
+                    })
                 }
                 0 | 1 if !given.is_empty() => {
                     let tag = *given.keys().nth(self.rng.below(given.len())).expect("not empty");
                     let consent_id = given.remove(&tag).expect("present");
                     let request =
                         pb::WithdrawConsentRequest { citizen_id: id, consent_id, signature: None };
-                    match sign(client, &citizen, request).await {
-                        None => None,
-                        Some(request) => {
-                            let invoked_ns = recorder.now_ns();
-                            let answer = client.withdraw_consent(request);
-                            let answer = tokio::time::timeout(OPERATION_TIMEOUT, answer).await;
-                            Some((
-                                CitizenInput::Withdraw { tag },
-                                invoked_ns,
-                                write_outcome(answer),
-                            ))
-                        }
-                    }
+                    let send = |mut c: Client, r| async move { c.withdraw_consent(r).await };
+                    let sent = signed_write(client, &citizen, &recorder, request, send).await;
+                    sent.map(|(at, outcome, _)| (CitizenInput::Withdraw { tag }, at, outcome))
                 }
                 2 => {
                     let city = self.cities[self.rng.below(self.cities.len())].clone();
-                    let request = pb::MoveHomeRequest {
-                        citizen_id: id,
-                        to_city: city.clone(),
-                        signature: None,
-                    };
-                    match sign(client, &citizen, request).await {
-                        None => None,
-                        Some(request) => {
-                            let invoked_ns = recorder.now_ns();
-                            let answer = client.move_home(request);
-                            let answer = tokio::time::timeout(OPERATION_TIMEOUT, answer).await;
-                            Some((
-                                CitizenInput::MoveHome { city },
-                                invoked_ns,
-                                write_outcome(answer),
-                            ))
-                        }
-                    }
+                    let to_city = city.clone();
+                    let request = pb::MoveHomeRequest { citizen_id: id, to_city, signature: None };
+                    let send = |mut c: Client, r| async move { c.move_home(r).await };
+                    let sent = signed_write(client, &citizen, &recorder, request, send).await;
+                    sent.map(|(at, outcome, _)| (CitizenInput::MoveHome { city }, at, outcome))
                 }
                 _ => {
                     let uri = format!("https://pods.example/w{}/{count}", self.process);
                     let request = set_location_request(&id, &uri);
-                    match sign(client, &citizen, request).await {
-                        None => None,
-                        Some(request) => {
-                            let invoked_ns = recorder.now_ns();
-                            let answer = client.set_location(request);
-                            let answer = tokio::time::timeout(OPERATION_TIMEOUT, answer).await;
-                            let input =
-                                CitizenInput::SetLocation { category: CATEGORY.to_owned(), uri };
-                            Some((input, invoked_ns, write_outcome(answer)))
-                        }
-                    }
+                    let send = |mut c: Client, r| async move { c.set_location(r).await };
+                    let sent = signed_write(client, &citizen, &recorder, request, send).await;
+                    let input = CitizenInput::SetLocation { category: CATEGORY.to_owned(), uri };
+                    sent.map(|(at, outcome, _)| (input, at, outcome))
                 }
             };
             let Some((input, invoked_ns, outcome)) = ended else {
