@@ -105,7 +105,8 @@ impl RunOutcome {
         };
         let recovery = self.recovery.map(|r| format!("{:.1} s", r.as_secs_f64()));
         format!(
-            "run {number:>3}  {:<15} {:>6} ops ({:>5.0}/s before)  {:>5} acked  recovery {:<7} {verdict}",
+            "run {number:>3}  {:<15} {:>6} ops ({:>5.0}/s before)  {:>5} acked  recovery {:<7} \
+             {verdict}",
             self.fault.to_string(),
             self.operations,
             self.rate_before_fault,
@@ -188,9 +189,10 @@ impl Bench {
             rate_before_fault,
         };
         if rate_before_fault < OPERATIONS_PER_SECOND_MIN {
-            outcome.discarded = Some(format!(
-                "{rate_before_fault:.0} operations/s before the fault, below {OPERATIONS_PER_SECOND_MIN}"
-            ));
+            let floor = OPERATIONS_PER_SECOND_MIN;
+            let why =
+                format!("{rate_before_fault:.0} operations/s before the fault, below {floor}");
+            outcome.discarded = Some(why);
         } else {
             let injected = fault::inject(&mut self.federation, fault, rng.below(64)).await?;
             let span = settings.fault_max.saturating_sub(settings.fault_min);
