@@ -10,6 +10,8 @@
 //! slow to carry the load a run needs.
 
 mod fault;
+mod net;
+mod overload;
 mod rng;
 mod run;
 mod workload;
@@ -22,11 +24,12 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 
 use crate::fault::Fault;
+use crate::overload::OverloadOutcome;
 use crate::run::{RunOutcome, RunSettings};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Tier {
-    /// About 20 runs of short faults on three nodes: minutes, for CI.
+    /// Two runs of each fault, short ones, on three nodes: minutes, for CI.
     Quick,
     /// Runs on five nodes with longer pauses until `--minutes` have passed.
     Long,
@@ -36,9 +39,10 @@ enum Tier {
 #[command(about = "Fault injection against real roamhub nodes, with checked histories")]
 struct Args {
     tier: Tier,
-    /// Runs to make (quick tier); the long tier runs until `--minutes` pass.
-    #[arg(long, default_value_t = 20)]
-    runs: usize,
+    /// Runs to make (quick tier; two of each fault by default); the long tier runs until
+    /// `--minutes` pass.
+    #[arg(long)]
+    runs: Option<usize>,
     /// How long the long tier runs.
     #[arg(long, default_value_t = 60)]
     minutes: u64,
@@ -51,12 +55,27 @@ struct Args {
     /// Keep the federation's folder (node logs, data) after the tier, for a post-mortem.
     #[arg(long)]
     keep: bool,
+    /// Run every node on loopback, without the network faults that need root.
+    #[arg(long)]
+    loopback: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let network = !args.loopback && net::available();
+    if network {
+        match net::enter_private_namespace() {
+            Ok(Some(code)) => return ExitCode::from(u8::try_from(code).unwrap_or(2)),
+            Ok(None) => {}
+            Err(error) => {
+                eprintln!("error: entering a private network namespace: {error:#}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
-    let result = runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(tier(args)));
+    let result =
+        runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(tier(args, network)));
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -89,7 +108,7 @@ fn roamhub_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-async fn tier(args: Args) -> anyhow::Result<bool> {
+async fn tier(args: Args, network: bool) -> anyhow::Result<bool> {
     let exe = roamhub_binary(args.roamhub.clone())?;
     let settings = match args.tier {
         Tier::Quick => RunSettings::quick(),
@@ -107,27 +126,36 @@ async fn tier(args: Args) -> anyhow::Result<bool> {
         args.seed,
         root.path().display()
     );
+    if !network {
+        println!("every node on loopback: network faults left out (they need root and `ip`)");
+    }
+    let menu = Fault::menu(settings.nodes, network);
+    let runs = args.runs.unwrap_or(2 * menu.len());
     let mut schedule = rng::Rng::new(args.seed);
-    let mut bench = run::Bench::start(&exe, root.path(), &settings).await?;
+    let network = network.then(|| net::Network::create(settings.nodes)).transpose()?;
+    let mut bench = run::Bench::start(&exe, root.path(), &settings, network).await?;
     let mut outcomes = Vec::new();
     let started = Instant::now();
     for number in 0.. {
         let more = match deadline {
             Some(deadline) => Instant::now() < deadline,
-            None => number < args.runs,
+            None => number < runs,
         };
         if !more {
             break;
         }
-        let fault = Fault::ALL[number % Fault::ALL.len()];
+        let fault = menu[number % menu.len()];
         let seed = schedule.next_u64();
         let outcome = bench.run(number, fault, seed, &settings).await?;
         println!("{}", outcome.line(number));
         outcomes.push(outcome);
     }
+    let seed = schedule.next_u64();
+    let overloaded = overload::run(&bench, &settings, settings.overload, seed).await?;
+    overloaded.print();
     let elapsed = started.elapsed();
     bench.stop();
-    let held = summary(&outcomes, elapsed);
+    let held = summary(&outcomes, &overloaded, elapsed);
     if args.keep || !held {
         println!("node logs and data kept in {}", root.keep().display());
     }
@@ -135,7 +163,7 @@ async fn tier(args: Args) -> anyhow::Result<bool> {
 }
 
 /// Prints the summary table; answers whether no run found a violation.
-fn summary(outcomes: &[RunOutcome], elapsed: Duration) -> bool {
+fn summary(outcomes: &[RunOutcome], overloaded: &OverloadOutcome, elapsed: Duration) -> bool {
     let mut by_fault: BTreeMap<Fault, (usize, usize)> = BTreeMap::new();
     for outcome in outcomes {
         let entry = by_fault.entry(outcome.fault).or_default();
@@ -143,28 +171,38 @@ fn summary(outcomes: &[RunOutcome], elapsed: Duration) -> bool {
         entry.1 += usize::from(outcome.discarded.is_some());
     }
     let checked: Vec<&RunOutcome> = outcomes.iter().filter(|o| o.discarded.is_none()).collect();
-    let operations: usize = checked.iter().map(|o| o.operations).sum();
-    let acknowledged: usize = checked.iter().map(|o| o.acknowledged_writes).sum();
-    let violations: usize = checked.iter().map(|o| o.violations.len()).sum();
+    let operations: usize =
+        checked.iter().map(|o| o.operations).sum::<usize>() + overloaded.operations;
+    let acknowledged: usize = checked.iter().map(|o| o.acknowledged_writes).sum::<usize>()
+        + overloaded.acknowledged_writes;
+    let violations: usize =
+        checked.iter().map(|o| o.violations.len()).sum::<usize>() + overloaded.violations.len();
     let recovery = checked.iter().filter_map(|o| o.recovery).max().unwrap_or_default();
-    let undecided: usize = checked.iter().map(|o| o.undecided).sum();
+    let undecided: usize =
+        checked.iter().map(|o| o.undecided).sum::<usize>() + overloaded.undecided;
 
     println!("\nsummary ({:.0} s)", elapsed.as_secs_f64());
-    println!("{:<24} {:>8}", "runs", outcomes.len());
-    println!("{:<24} {:>8}", "runs checked", checked.len());
+    println!("{:<24} {:>8}", "runs", outcomes.len() + 1);
+    println!("{:<24} {:>8}", "runs checked", checked.len() + 1);
     println!("{:<24} {:>8}", "runs discarded", outcomes.len() - checked.len());
     for (fault, (runs, discarded)) in &by_fault {
         println!("  {:<22} {:>8}  ({discarded} discarded)", fault.to_string(), runs);
     }
+    let overload = format!("overload ({}x load)", overload::LOAD_FACTOR);
+    println!("  {overload:<22} {:>8}  (0 discarded)", 1);
     println!("{:<24} {:>8}", "operations", operations);
     println!("{:<24} {:>8}", "acknowledged writes", acknowledged);
     println!("{:<24} {:>8.1} s", "slowest recovery", recovery.as_secs_f64());
+    println!("{:<24} {:>8}", "elections under overload", overloaded.elections());
     println!("{:<24} {:>8}", "histories undecided", undecided);
     println!("{:<24} {:>8}", "violations", violations);
     for outcome in outcomes {
         for violation in &outcome.violations {
             println!("  {} ({}): {violation}", outcome.fault, outcome.seed);
         }
+    }
+    for violation in &overloaded.violations {
+        println!("  overload: {violation}");
     }
     violations == 0
 }

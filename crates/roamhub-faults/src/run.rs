@@ -9,8 +9,10 @@ use roamhub::local::{City, LocalFederation};
 use roamhub_check::citizen::CitizenModel;
 use roamhub_check::linearizability::{Verdict, check};
 use roamhub_proto::v1 as pb;
+use tokio::task::JoinHandle;
 
 use crate::fault::{self, Fault};
+use crate::net::Network;
 use crate::rng::Rng;
 use crate::workload::{self, Citizen, Clients, Reader, Recorder, Writer};
 
@@ -41,13 +43,15 @@ const FINAL_READ_PROCESS: u64 = 1_000_000;
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     pub nodes: usize,
-    citizens: usize,
-    readers: usize,
+    pub citizens: usize,
+    pub readers: usize,
     warmup: Duration,
     /// The shortest and longest time a fault stays in force.
     fault_min: Duration,
     fault_max: Duration,
     after_heal: Duration,
+    /// How long the overload at the end of the tier lasts.
+    pub overload: Duration,
 }
 
 impl RunSettings {
@@ -60,6 +64,7 @@ impl RunSettings {
             fault_min: Duration::from_secs(5),
             fault_max: Duration::from_secs(5),
             after_heal: Duration::from_secs(2),
+            overload: Duration::from_secs(20),
         }
     }
 
@@ -72,6 +77,7 @@ impl RunSettings {
             fault_min: Duration::from_secs(5),
             fault_max: Duration::from_secs(30),
             after_heal: Duration::from_secs(5),
+            overload: Duration::from_secs(120),
         }
     }
 }
@@ -91,6 +97,8 @@ pub struct RunOutcome {
     /// Histories the checker gave up on (too large to decide), by citizen.
     pub undecided: usize,
     pub rate_before_fault: f64,
+    /// Node ids of the leader before the fault and after healing.
+    pub leaders: Option<(u64, u64)>,
 }
 
 impl RunOutcome {
@@ -104,33 +112,76 @@ impl RunOutcome {
             (None, n) => format!("{n} VIOLATIONS"),
         };
         let recovery = self.recovery.map(|r| format!("{:.1} s", r.as_secs_f64()));
+        let leaders = self.leaders.map(|(before, after)| format!("{before}->{after}"));
         format!(
-            "run {number:>3}  {:<15} {:>6} ops ({:>5.0}/s before)  {:>5} acked  recovery {:<7} \
-             {verdict}",
+            "run {number:>3}  {:<17} {:>6} ops ({:>5.0}/s before)  {:>5} acked  leader {:<4}  \
+             recovery {:<7} {verdict}",
             self.fault.to_string(),
             self.operations,
             self.rate_before_fault,
             self.acknowledged_writes,
+            leaders.unwrap_or_else(|| "-".to_owned()),
             recovery.unwrap_or_else(|| "-".to_owned()),
         )
     }
 }
 
+/// A workload in progress: a writer per citizen and readers, recording every operation.
+pub struct Load {
+    citizens: Arc<Vec<Arc<Citizen>>>,
+    pub recorder: Arc<Recorder>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    /// Asks every client to stop and waits for each to finish its last operation.
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
+        }
+    }
+}
+
+/// What the checks after a load found.
+#[derive(Debug)]
+pub struct Checked {
+    pub operations: usize,
+    pub acked: usize,
+    pub violations: Vec<String>,
+    /// Histories the checker gave up on (too large to decide).
+    pub undecided: usize,
+}
+
 /// The federation the runs of a tier share.
 pub struct Bench {
+    // Declared before the network, so that the nodes stop before their namespaces go.
     federation: LocalFederation,
+    network: Option<Network>,
     cities: Vec<String>,
 }
 
 impl Bench {
-    pub async fn start(exe: &Path, root: &Path, settings: &RunSettings) -> anyhow::Result<Bench> {
+    /// Starts the federation, each node in a network of its own when `network` is given.
+    pub async fn start(
+        exe: &Path,
+        root: &Path,
+        settings: &RunSettings,
+        network: Option<Network>,
+    ) -> anyhow::Result<Bench> {
         let cities = &CITIES[..settings.nodes];
-        let federation = LocalFederation::start(exe, root, cities, &[])?;
+        let federation = match &network {
+            Some(network) => {
+                LocalFederation::start_placed(exe, root, cities, &[], network.placements())?
+            }
+            None => LocalFederation::start(exe, root, cities, &[])?,
+        };
         federation.wait_ready(READY_TIMEOUT).await?;
         let leader = federation.leader().await.ok_or_else(|| anyhow::anyhow!("no leader"))?;
         workload::register_service(&mut federation.client(leader).await?).await?;
         let cities = cities.iter().map(|c| c.city_id.to_owned()).collect();
-        Ok(Bench { federation, cities })
+        Ok(Bench { federation, network, cities })
     }
 
     pub fn stop(&mut self) {
@@ -146,10 +197,78 @@ impl Bench {
     ) -> anyhow::Result<RunOutcome> {
         let mut rng = Rng::new(seed);
         let leader = self.wait_leader().await?;
+        let load = self.start_load(number, settings.citizens, settings.readers, &mut rng).await?;
+
+        tokio::time::sleep(settings.warmup).await;
+        let (before, _) = load.recorder.counts();
+        let rate_before_fault = before as f64 / settings.warmup.as_secs_f64();
+        let mut outcome = RunOutcome {
+            fault,
+            seed,
+            discarded: None,
+            operations: 0,
+            acknowledged_writes: 0,
+            recovery: None,
+            violations: Vec::new(),
+            undecided: 0,
+            rate_before_fault,
+            leaders: None,
+        };
+        if rate_before_fault < OPERATIONS_PER_SECOND_MIN {
+            let floor = OPERATIONS_PER_SECOND_MIN;
+            let why =
+                format!("{rate_before_fault:.0} operations/s before the fault, below {floor}");
+            outcome.discarded = Some(why);
+            load.stop().await;
+            return Ok(outcome);
+        }
+
+        let network = self.network.as_ref();
+        let injected = fault::inject(&mut self.federation, network, fault, rng.below(64)).await?;
+        let span = settings.fault_max.saturating_sub(settings.fault_min);
+        let length = settings.fault_min + span.mul_f64(rng.below(1001) as f64 / 1000.0);
+        tokio::time::sleep(length).await;
+        fault::heal(&mut self.federation, network, &injected)?;
+        let recorder = &load.recorder;
+        let healed_ns = recorder.now_ns();
+        let healed = Instant::now();
+        while recorder.first_write_after(healed_ns).is_none() && healed.elapsed() < RECOVERY_MAX {
+            tokio::time::sleep(POLL).await;
+        }
+        outcome.recovery = recorder
+            .first_write_after(healed_ns)
+            .map(|done| Duration::from_nanos(done.saturating_sub(healed_ns)));
+        match outcome.recovery {
+            Some(recovery) if recovery <= RECOVERY_MAX => {}
+            _ => outcome.violations.push(format!(
+                "no write was acknowledged within {} s of healing",
+                RECOVERY_MAX.as_secs()
+            )),
+        }
+        tokio::time::sleep(settings.after_heal).await;
+        let after = self.federation.leader().await.map_or(0, |p| p as u64 + 1);
+        outcome.leaders = Some((leader as u64 + 1, after));
+
+        let checked = self.finish(load).await?;
+        (outcome.operations, outcome.acknowledged_writes) = (checked.operations, checked.acked);
+        outcome.violations.extend(checked.violations);
+        outcome.undecided = checked.undecided;
+        Ok(outcome)
+    }
+
+    /// Registers `citizens` fresh citizens and starts a writer for each and `readers`
+    /// readers, all recording into one recorder.
+    pub async fn start_load(
+        &self,
+        number: usize,
+        citizens: usize,
+        readers: usize,
+        rng: &mut Rng,
+    ) -> anyhow::Result<Load> {
+        let leader = self.wait_leader().await?;
         let mut client = self.federation.client(leader).await?;
         let citizens =
-            workload::register_citizens(&mut client, number, settings.citizens, &self.cities)
-                .await?;
+            workload::register_citizens(&mut client, number, citizens, &self.cities).await?;
         let citizens: Arc<Vec<Arc<Citizen>>> =
             Arc::new(citizens.into_iter().map(Arc::new).collect());
         let clients = Clients::new(&self.federation).await?;
@@ -167,83 +286,44 @@ impl Bench {
             let task = writer.run(citizen.clone(), clients.clone(), recorder.clone(), stop.clone());
             tasks.push(tokio::spawn(task));
         }
-        for reader in 0..settings.readers {
+        for reader in 0..readers {
             let reader = Reader { process: (citizens.len() + reader) as u64, rng: rng.fork() };
             let task =
                 reader.run(citizens.clone(), clients.clone(), recorder.clone(), stop.clone());
             tasks.push(tokio::spawn(task));
         }
+        Ok(Load { citizens, recorder, stop, tasks })
+    }
 
-        tokio::time::sleep(settings.warmup).await;
-        let (before, _) = recorder.counts();
-        let rate_before_fault = before as f64 / settings.warmup.as_secs_f64();
-        let mut outcome = RunOutcome {
-            fault,
-            seed,
-            discarded: None,
-            operations: 0,
-            acknowledged_writes: 0,
-            recovery: None,
-            violations: Vec::new(),
-            undecided: 0,
-            rate_before_fault,
-        };
-        if rate_before_fault < OPERATIONS_PER_SECOND_MIN {
-            let floor = OPERATIONS_PER_SECOND_MIN;
-            let why =
-                format!("{rate_before_fault:.0} operations/s before the fault, below {floor}");
-            outcome.discarded = Some(why);
-        } else {
-            let injected = fault::inject(&mut self.federation, fault, rng.below(64)).await?;
-            let span = settings.fault_max.saturating_sub(settings.fault_min);
-            let length = settings.fault_min + span.mul_f64(rng.below(1001) as f64 / 1000.0);
-            tokio::time::sleep(length).await;
-            fault::heal(&mut self.federation, &injected)?;
-            let healed_ns = recorder.now_ns();
-            let healed = Instant::now();
-            while recorder.first_write_after(healed_ns).is_none() && healed.elapsed() < RECOVERY_MAX
-            {
-                tokio::time::sleep(POLL).await;
-            }
-            outcome.recovery = recorder
-                .first_write_after(healed_ns)
-                .map(|done| Duration::from_nanos(done.saturating_sub(healed_ns)));
-            match outcome.recovery {
-                Some(recovery) if recovery <= RECOVERY_MAX => {}
-                _ => outcome.violations.push(format!(
-                    "no write was acknowledged within {} s of healing",
-                    RECOVERY_MAX.as_secs()
-                )),
-            }
-            tokio::time::sleep(settings.after_heal).await;
-        }
-
-        stop.store(true, Ordering::Relaxed);
-        for task in tasks {
-            let _ = tokio::time::timeout(DRAIN_TIMEOUT, task).await;
-        }
-        if outcome.discarded.is_some() {
-            return Ok(outcome);
-        }
+    /// Stops the load, reads every citizen once more, and checks what the federation
+    /// promises: replicas converge on one state and every history is linearizable.
+    pub async fn finish(&self, load: Load) -> anyhow::Result<Checked> {
+        let (citizens, recorder) = (load.citizens.clone(), load.recorder.clone());
+        load.stop().await;
         self.final_reads(&citizens, &recorder).await?;
-        (outcome.operations, outcome.acknowledged_writes) = recorder.counts();
+        let (operations, acked) = recorder.counts();
+        let mut checked = Checked { operations, acked, violations: Vec::new(), undecided: 0 };
         if let Err(divergence) = self.converged().await {
-            outcome.violations.push(divergence);
+            checked.violations.push(divergence);
         }
         for (index, history) in recorder.histories().iter().enumerate() {
             let model = CitizenModel { initial: citizens[index].initial.clone() };
             match check(&model, history) {
                 Verdict::Linearizable => {}
                 Verdict::NotLinearizable(violation) => {
-                    outcome.violations.push(format!("citizen {index}: {violation}"))
+                    checked.violations.push(format!("citizen {index}: {violation}"))
                 }
-                Verdict::GaveUp { .. } => outcome.undecided += 1,
+                Verdict::GaveUp { .. } => checked.undecided += 1,
             }
         }
-        Ok(outcome)
+        Ok(checked)
     }
 
-    async fn wait_leader(&self) -> anyhow::Result<usize> {
+    pub fn federation(&self) -> &LocalFederation {
+        &self.federation
+    }
+
+    pub async fn wait_leader(&self) -> anyhow::Result<usize> {
         let deadline = Instant::now() + RECOVERY_MAX;
         loop {
             if let Some(leader) = self.federation.leader().await {

@@ -17,6 +17,7 @@ use roamhub::local::LocalFederation;
 use roamhub_check::citizen::{CitizenInput, CitizenOutput, CitizenState};
 use roamhub_check::history::{Event, Outcome};
 use roamhub_proto::v1 as pb;
+use tokio::time::error::Elapsed;
 use tonic::Code;
 
 use crate::rng::Rng;
@@ -54,6 +55,8 @@ pub struct Recorder {
     started: Instant,
     events: Mutex<Vec<Vec<CitizenEvent>>>,
     next_tag: AtomicU64,
+    /// How calls ended, by gRPC code.
+    answers: Mutex<BTreeMap<String, usize>>,
 }
 
 impl Recorder {
@@ -63,11 +66,27 @@ impl Recorder {
             started: Instant::now(),
             events: Mutex::new(vec![Vec::new(); citizens]),
             next_tag: AtomicU64::new(base),
+            answers: Mutex::new(BTreeMap::new()),
         })
     }
 
     pub fn now_ns(&self) -> u64 {
         self.started.elapsed().as_nanos() as u64
+    }
+
+    /// Counts how a call ended: its gRPC code, or a timeout of the client's.
+    fn answered<T>(&self, answer: &Result<Result<T, tonic::Status>, Elapsed>) {
+        let name = match answer {
+            Ok(Ok(_)) => "Ok".to_owned(),
+            Ok(Err(status)) => format!("{:?}", status.code()),
+            Err(_) => "timed out at the client".to_owned(),
+        };
+        *self.answers.lock().unwrap_or_else(|p| p.into_inner()).entry(name).or_default() += 1;
+    }
+
+    /// How many calls ended each way, by gRPC code.
+    pub fn answers(&self) -> BTreeMap<String, usize> {
+        self.answers.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn record(&self, citizen: usize, event: CitizenEvent) {
@@ -248,6 +267,7 @@ where
     let Ok(Ok(request)) = signed.await else { return None };
     let invoked_ns = recorder.now_ns();
     let answer = tokio::time::timeout(OPERATION_TIMEOUT, send(client.clone(), request)).await;
+    recorder.answered(&answer);
     Some(match answer {
         Ok(Ok(reply)) => (invoked_ns, Outcome::Ok(CitizenOutput::Done), Some(reply.into_inner())),
         Ok(Err(status)) if definitely_failed(status.code()) => (invoked_ns, Outcome::Failed, None),
@@ -382,6 +402,7 @@ pub async fn read(
     let invoked_ns = recorder.now_ns();
     let request = pb::GetCitizenRequest { citizen_id: citizen.id.clone() };
     let answer = tokio::time::timeout(OPERATION_TIMEOUT, client.get_citizen(request)).await;
+    recorder.answered(&answer);
     let outcome = match answer {
         Ok(Ok(seen)) => Outcome::Ok(CitizenOutput::Read(observed(seen.get_ref()))),
         // A read changes nothing: one without an answer is left out of the history.
@@ -413,6 +434,7 @@ async fn resolve(
         attributes: Vec::new(),
     };
     let answer = tokio::time::timeout(OPERATION_TIMEOUT, client.resolve(request)).await;
+    recorder.answered(&answer);
     let outcome = match answer {
         Ok(Ok(resolved)) => Outcome::Ok(CitizenOutput::Resolved {
             released: !resolved.get_ref().pointers.is_empty(),

@@ -156,8 +156,16 @@ impl Api {
         self.node.identifier_key()
     }
 
+    /// Proposes a client's command, if the node has a slot for it.
     async fn propose(&self, command: Command) -> Result<Applied, Status> {
+        let _slot = self.node.admit()?;
         Ok(self.node.propose(command).await?)
+    }
+
+    /// Reads linearizably for a client, if the node has a slot for it.
+    async fn read(&self, query: Query) -> Result<QueryAnswer, Status> {
+        let _slot = self.node.admit()?;
+        Ok(self.node.read(query).await?)
     }
 
     /// Proposes a citizen's signed operation; every replica verifies the signature.
@@ -403,7 +411,7 @@ impl Roamhub for Api {
     #[instrument(skip_all, fields(rpc = "get_citizen"))]
     async fn get_citizen(&self, request: Request<pb::GetCitizenRequest>) -> Reply<pb::Citizen> {
         let citizen_id = convert::citizen_id(&request.get_ref().citizen_id)?;
-        match self.node.read(Query::Citizen(citizen_id)).await? {
+        match self.read(Query::Citizen(citizen_id)).await? {
             QueryAnswer::Citizen(citizen) => {
                 Ok(Response::new(convert::pb_citizen(&citizen, now_unix_ms())))
             }
@@ -469,7 +477,7 @@ impl Roamhub for Api {
         &self,
         _request: Request<pb::ListServicesRequest>,
     ) -> Reply<pb::ListServicesResponse> {
-        match self.node.read(Query::Services).await? {
+        match self.read(Query::Services).await? {
             QueryAnswer::Services(services) => Ok(Response::new(pb::ListServicesResponse {
                 services: services.iter().map(|s| convert::pb_service(s, now_unix_ms())).collect(),
             })),
@@ -650,7 +658,7 @@ impl Roamhub for Api {
             },
         };
 
-        let QueryAnswer::AccessLog(records) = self.node.read(Query::AccessLog(page)).await? else {
+        let QueryAnswer::AccessLog(records) = self.read(Query::AccessLog(page)).await? else {
             return Err(Status::internal("the index answered another query"));
         };
         // A full page may have more behind it; the cursor is the oldest record shown.
@@ -669,7 +677,7 @@ impl Roamhub for Api {
         &self,
         _request: Request<pb::ListMembersRequest>,
     ) -> Reply<pb::ListMembersResponse> {
-        match self.node.read(Query::Members).await? {
+        match self.read(Query::Members).await? {
             QueryAnswer::Members(members) => Ok(Response::new(pb::ListMembersResponse {
                 members: members.iter().map(convert::pb_member).collect(),
             })),

@@ -31,6 +31,9 @@ pub const REQUEST_BUDGET: Duration = Duration::from_secs(8);
 pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(7);
 /// How often a request is re-sent when the leader changed under it.
 pub const FORWARD_ATTEMPTS_MAX: u32 = 5;
+/// Writes and reads a node works on at once, its clients' and those forwarded to it as
+/// leader; more are refused as overload, so that a surge queues nowhere unbounded.
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 128;
 /// Resolutions queued at a node, waiting for their batch; more are refused as overload.
 pub const RESOLVE_QUEUE_MAX: usize = 4096;
 /// Batches of resolutions a node has proposed and not yet seen committed.

@@ -5,14 +5,17 @@
 //! logged with the RPC, the caller's role and the reason: never a field of the request.
 //! An admitted request carries its [`Caller`] in its extensions, for handlers that must
 //! know who asks (a service may act only as itself; an operator acts for its own city).
+//!
+//! On the way out, the guard gives a request over the listener's size limit the status
+//! gRPC clients expect for it, `ResourceExhausted` (tonic answers `OutOfRange`).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tonic::Status;
 use tonic::codegen::http;
+use tonic::{Code, Status};
 use tower::{Layer, Service};
 use tracing::warn;
 
@@ -84,11 +87,25 @@ where
         match self.admit(request.uri().path(), request.extensions().get::<PeerInfo>()) {
             Ok(caller) => {
                 request.extensions_mut().insert(caller);
-                Box::pin(self.inner.call(request))
+                let answered = self.inner.call(request);
+                Box::pin(async move { answered.await.map(too_large_as_exhausted) })
             }
             Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
         }
     }
+}
+
+/// Answers a request refused for its size with `ResourceExhausted`, keeping the reason.
+fn too_large_as_exhausted<R>(mut response: http::Response<R>) -> http::Response<R> {
+    let Some(status) = Status::from_header_map(response.headers()) else { return response };
+    let too_large = status.code() == Code::OutOfRange
+        && status.message().contains("decoded message length too large");
+    if too_large {
+        let reason = format!("the request is larger than this node accepts: {}", status.message());
+        // Only fails for a message that cannot be a header, which this one always can.
+        let _ = Status::resource_exhausted(reason).add_header(response.headers_mut());
+    }
+    response
 }
 
 /// The caller the guard admitted, for a handler.

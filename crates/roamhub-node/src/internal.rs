@@ -24,7 +24,7 @@ use tracing::{error, instrument, warn};
 use crate::config::{RAFT_MESSAGE_BYTES_MAX, STREAMS_PER_CONNECTION_MAX};
 use crate::guard::{self, GuardLayer, Policy};
 use crate::network::{from_message, to_message};
-use crate::node::{Node, Work};
+use crate::node::{Attempt, Node, Work};
 use crate::tls::{Caller, Role};
 
 /// Serves the internal service until `shutdown` turns true.
@@ -149,13 +149,20 @@ impl Forward for Internal {
     ) -> Result<Response<RaftMessage>, Status> {
         let work = Work::Propose(decode(&request)?);
         check_forwarded(&request, &work)?;
-        let attempt = self.node.run_here(&work).await;
+        let attempt = match self.node.admit() {
+            Ok(_slot) => self.node.run_here(&work).await,
+            Err(overloaded) => Attempt::Unavailable(overloaded.to_string()),
+        };
         reply(&attempt)
     }
 
     #[instrument(level = "debug", skip_all)]
     async fn read(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let attempt = self.node.run_here(&Work::Read(decode(&request)?)).await;
+        let work = Work::Read(decode(&request)?);
+        let attempt = match self.node.admit() {
+            Ok(_slot) => self.node.run_here(&work).await,
+            Err(overloaded) => Attempt::Unavailable(overloaded.to_string()),
+        };
         reply(&attempt)
     }
 }

@@ -20,13 +20,13 @@ use roamhub_proto::raft::v1::forward_client::ForwardClient;
 use roamhub_store::{CommandOutcome, Db, IndexReader, NodeAddress, TypeConfig};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{
     API_REQUEST_TIMEOUT, FORWARD_ATTEMPTS_MAX, FORWARD_TIMEOUT, LEADER_WAIT, NodeConfig,
-    RAFT_MESSAGE_BYTES_MAX, REQUEST_BUDGET, RESOLVE_QUEUE_MAX,
+    RAFT_MESSAGE_BYTES_MAX, REQUEST_BUDGET, REQUESTS_IN_FLIGHT_MAX, RESOLVE_QUEUE_MAX,
 };
 use crate::error::NodeError;
 use crate::identity::IdentifierKey;
@@ -105,6 +105,8 @@ pub struct Node {
     forward_channels: ChannelPool,
     /// How both listeners and every outgoing connection are secured.
     transport: Transport,
+    /// Slots for writes and reads in progress here; see `REQUESTS_IN_FLIGHT_MAX`.
+    requests_in_flight: Semaphore,
 }
 
 /// A started node and the tasks that serve it.
@@ -156,6 +158,7 @@ impl Node {
             resolve_jobs,
             forward_channels: ChannelPool::new(transport.clone(), FORWARD_TIMEOUT),
             transport: transport.clone(),
+            requests_in_flight: Semaphore::new(REQUESTS_IN_FLIGHT_MAX),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let span = info_span!("node", city = %node.city_id, node_id = node.node_id);
@@ -342,6 +345,18 @@ impl Node {
             Done::Answer(answer) => Ok(answer),
             Done::Response(_) => Err(NodeError::Fatal("a read was answered as a write".to_owned())),
         }
+    }
+
+    /// A slot for one more client write or read, or `Overloaded` when every slot is taken.
+    /// Nothing has been proposed when this refuses, so a refused write certainly did not
+    /// apply. The node's own work (batches of resolutions, which have their own bounds)
+    /// takes no slot.
+    pub fn admit(&self) -> Result<SemaphorePermit<'_>, NodeError> {
+        self.requests_in_flight.try_acquire().map_err(|_| {
+            NodeError::Overloaded(format!(
+                "{REQUESTS_IN_FLIGHT_MAX} requests are in progress at this node; retry later"
+            ))
+        })
     }
 
     /// Runs work here when this node leads, else at the leader, following leader changes.

@@ -31,6 +31,20 @@ pub struct City {
     pub display_name: &'static str,
 }
 
+/// Where a node runs, when not on this host's loopback: the address it listens on (and
+/// names in its certificate), and the words that launch it there, such as
+/// `ip netns exec NAME`. The launcher must exec the node in place, keeping its process id,
+/// so that signals reach the node itself.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub host: String,
+    pub launcher: Vec<String>,
+}
+
+/// Ports of a placed node, which has an address of its own.
+const PLACED_API_PORT: u16 = 7000;
+const PLACED_RAFT_PORT: u16 = 7001;
+
 /// How often readiness is polled.
 const READY_POLL: Duration = Duration::from_millis(100);
 /// Validity of the certificates a local federation issues.
@@ -42,6 +56,7 @@ pub struct LocalNode {
     pub api_addr: String,
     pub raft_addr: String,
     pub data_dir: PathBuf,
+    placement: Option<Placement>,
     process: Option<Child>,
 }
 
@@ -75,6 +90,31 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+impl LocalNode {
+    fn new(
+        position: usize,
+        city: City,
+        root: &Path,
+        placement: Option<Placement>,
+    ) -> anyhow::Result<LocalNode> {
+        let (api_addr, raft_addr) = match &placement {
+            Some(Placement { host, .. }) => {
+                (format!("{host}:{PLACED_API_PORT}"), format!("{host}:{PLACED_RAFT_PORT}"))
+            }
+            None => (format!("127.0.0.1:{}", free_port()?), format!("127.0.0.1:{}", free_port()?)),
+        };
+        Ok(LocalNode {
+            node_id: position as u64 + 1,
+            data_dir: root.join(city.city_id),
+            city,
+            api_addr,
+            raft_addr,
+            placement,
+            process: None,
+        })
+    }
+}
+
 impl LocalFederation {
     /// Starts one node process per city under `root`, with `exe` as the roamhub binary,
     /// under mutual TLS with a certificate authority of its own.
@@ -84,7 +124,19 @@ impl LocalFederation {
         cities: &[City],
         extra_args: &[&str],
     ) -> anyhow::Result<LocalFederation> {
-        LocalFederation::start_secured(exe, root, cities, extra_args, true)
+        LocalFederation::start_secured(exe, root, cities, extra_args, true, Vec::new())
+    }
+
+    /// Like [`LocalFederation::start`], with node `i` placed as `placements[i]` says.
+    pub fn start_placed(
+        exe: &Path,
+        root: &Path,
+        cities: &[City],
+        extra_args: &[&str],
+        placements: Vec<Placement>,
+    ) -> anyhow::Result<LocalFederation> {
+        anyhow::ensure!(placements.len() == cities.len(), "one placement per city");
+        LocalFederation::start_secured(exe, root, cities, extra_args, true, placements)
     }
 
     /// Like [`LocalFederation::start`], with plaintext and nobody authenticated.
@@ -94,7 +146,7 @@ impl LocalFederation {
         cities: &[City],
         extra_args: &[&str],
     ) -> anyhow::Result<LocalFederation> {
-        LocalFederation::start_secured(exe, root, cities, extra_args, false)
+        LocalFederation::start_secured(exe, root, cities, extra_args, false, Vec::new())
     }
 
     fn start_secured(
@@ -103,6 +155,7 @@ impl LocalFederation {
         cities: &[City],
         extra_args: &[&str],
         tls: bool,
+        placements: Vec<Placement>,
     ) -> anyhow::Result<LocalFederation> {
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let tls_dir = match tls {
@@ -114,16 +167,9 @@ impl LocalFederation {
             false => None,
         };
         let mut nodes = Vec::new();
+        let mut placements = placements.into_iter();
         for (position, city) in cities.iter().enumerate() {
-            let node_id = position as u64 + 1;
-            nodes.push(LocalNode {
-                node_id,
-                city: city.clone(),
-                api_addr: format!("127.0.0.1:{}", free_port()?),
-                raft_addr: format!("127.0.0.1:{}", free_port()?),
-                data_dir: root.join(city.city_id),
-                process: None,
-            });
+            nodes.push(LocalNode::new(position, city.clone(), root, placements.next())?);
         }
         let mut federation = LocalFederation {
             nodes,
@@ -143,14 +189,7 @@ impl LocalFederation {
     /// Starts one more city's node, not in the Raft group until an operator lets it join.
     pub fn add_city(&mut self, city: City) -> anyhow::Result<usize> {
         let position = self.nodes.len();
-        self.nodes.push(LocalNode {
-            node_id: position as u64 + 1,
-            data_dir: self.root.join(city.city_id),
-            city,
-            api_addr: format!("127.0.0.1:{}", free_port()?),
-            raft_addr: format!("127.0.0.1:{}", free_port()?),
-            process: None,
-        });
+        self.nodes.push(LocalNode::new(position, city, &self.root, None)?);
         self.spawn(position)?;
         Ok(position)
     }
@@ -168,6 +207,12 @@ impl LocalFederation {
     /// The certificate and key of `role`, issued by the federation's authority on first
     /// use; `None` when the federation runs insecure.
     pub fn certificate(&self, role: &Role) -> anyhow::Result<Option<Issued>> {
+        self.certificate_for_hosts(role, &[])
+    }
+
+    /// Like [`LocalFederation::certificate`]; a node's certificate names `hosts` besides
+    /// loopback.
+    fn certificate_for_hosts(&self, role: &Role, hosts: &[&str]) -> anyhow::Result<Option<Issued>> {
         let Some(dir) = &self.tls_dir else { return Ok(None) };
         let name = certs::file_name(role);
         let existing =
@@ -175,14 +220,19 @@ impl LocalFederation {
         if existing.cert.exists() && existing.key.exists() {
             return Ok(Some(existing));
         }
-        let hosts: Vec<String> = LOOPBACK_HOSTS.iter().map(|h| h.to_string()).collect();
+        let hosts: Vec<String> =
+            LOOPBACK_HOSTS.iter().chain(hosts).map(|h| h.to_string()).collect();
         Ok(Some(certs::issue(dir, role, &hosts, Validity::days(CERTIFICATE_DAYS), dir)?))
     }
 
     /// The files a client of `role` proves itself with, or `None` when insecure.
     pub fn tls_files(&self, role: &Role) -> anyhow::Result<Option<TlsFiles>> {
+        self.tls_files_for_hosts(role, &[])
+    }
+
+    fn tls_files_for_hosts(&self, role: &Role, hosts: &[&str]) -> anyhow::Result<Option<TlsFiles>> {
         let Some(dir) = &self.tls_dir else { return Ok(None) };
-        let issued = self.certificate(role)?.context("no certificate")?;
+        let issued = self.certificate_for_hosts(role, hosts)?.context("no certificate")?;
         let ca = CaPaths::in_dir(dir);
         Ok(Some(TlsFiles { ca: ca.cert, cert: issued.cert, key: issued.key, crl: Some(ca.crl) }))
     }
@@ -228,7 +278,8 @@ impl LocalFederation {
         let log = File::options().create(true).append(true).open(&log_path)?;
 
         let role = Role::Node { city_id: city_id(node.city.city_id), node_id: node.node_id };
-        let tls_flags = match self.tls_files(&role)? {
+        let hosts: Vec<&str> = node.placement.iter().map(|p| p.host.as_str()).collect();
+        let tls_flags = match self.tls_files_for_hosts(&role, &hosts)? {
             Some(files) => {
                 let crl = files.crl.unwrap_or_default();
                 [("--ca", files.ca), ("--cert", files.cert), ("--key", files.key), ("--crl", crl)]
@@ -238,7 +289,14 @@ impl LocalFederation {
             }
             None => vec!["--insecure".to_owned()],
         };
-        let mut command = Command::new(&self.exe);
+        let mut command = match &node.placement {
+            Some(Placement { launcher, .. }) if !launcher.is_empty() => {
+                let mut command = Command::new(&launcher[0]);
+                command.args(&launcher[1..]).arg(&self.exe);
+                command
+            }
+            _ => Command::new(&self.exe),
+        };
         command
             .arg("serve")
             .args(tls_flags)
