@@ -5,6 +5,8 @@
 //! logged with the RPC, the caller's role and the reason: never a field of the request.
 //! An admitted request carries its [`Caller`] in its extensions, for handlers that must
 //! know who asks (a service may act only as itself; an operator acts for its own city).
+//! While a [`StorageFault`] is set, every admitted call but health is answered
+//! `Unavailable` with its reason: a node with corrupt storage serves nothing.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +18,11 @@ use tonic::codegen::http;
 use tower::{Layer, Service};
 use tracing::warn;
 
+use crate::fault::StorageFault;
 use crate::tls::{Caller, PeerInfo, Transport};
+
+/// Calls still answered while the node's storage is corrupt: they say it is not serving.
+const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 /// Decides whether `caller` may call the gRPC method at `path`
 /// (`/package.Service/Method`); `Err` says why not.
@@ -27,11 +33,17 @@ pub type Policy = Arc<dyn Fn(&str, &Caller) -> Result<(), String> + Send + Sync>
 pub struct GuardLayer {
     transport: Transport,
     policy: Policy,
+    fault: Option<StorageFault>,
 }
 
 impl GuardLayer {
     pub fn new(transport: Transport, policy: Policy) -> GuardLayer {
-        GuardLayer { transport, policy }
+        GuardLayer { transport, policy, fault: None }
+    }
+
+    /// Refuses every call but health while `fault` is set.
+    pub fn refusing_on(self, fault: StorageFault) -> GuardLayer {
+        GuardLayer { fault: Some(fault), ..self }
     }
 }
 
@@ -39,7 +51,12 @@ impl<S> Layer<S> for GuardLayer {
     type Service = Guard<S>;
 
     fn layer(&self, inner: S) -> Guard<S> {
-        Guard { inner, transport: self.transport.clone(), policy: self.policy.clone() }
+        Guard {
+            inner,
+            transport: self.transport.clone(),
+            policy: self.policy.clone(),
+            fault: self.fault.clone(),
+        }
     }
 }
 
@@ -48,6 +65,7 @@ pub struct Guard<S> {
     inner: S,
     transport: Transport,
     policy: Policy,
+    fault: Option<StorageFault>,
 }
 
 impl<S> Guard<S> {
@@ -59,6 +77,11 @@ impl<S> Guard<S> {
             warn!(rpc = path, %caller, %reason, "call refused");
             Status::permission_denied(reason)
         })?;
+        if !path.starts_with(HEALTH_PREFIX)
+            && let Some(refusal) = self.fault.as_ref().and_then(StorageFault::status)
+        {
+            return Err(refusal);
+        }
         Ok(caller)
     }
 }
