@@ -39,6 +39,7 @@ use crate::tls::{self, Tls, Transport};
 use crate::{api, erasure, internal, resolver};
 
 pub type Raft = openraft::Raft<TypeConfig>;
+type RaftMetrics = openraft::RaftMetrics<u64, NodeAddress>;
 
 /// How often a node retries announcing itself as a member until the federation takes it.
 const MEMBER_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(300);
@@ -570,33 +571,64 @@ impl Node {
             return RoleAnswer::Refused(format!("node {node_id} is not a peer in the group"));
         }
 
-        let is_voter = membership.voter_ids().any(|id| id == node_id);
-        let committed = membership.get_joint_config().len() == 1
-            && metrics.membership_config.log_id() <= &metrics.last_applied;
-        let wanted = change.step == RoleStep::Promote;
-        if is_voter == wanted {
+        match change.step {
+            RoleStep::Demote => self.demote_for_recovery(node_id, &membership).await,
+            RoleStep::Promote => self.promote_after_recovery(node_id, &metrics).await,
+        }
+    }
+
+    /// Takes a node out of the group and adds it back as a learner, each change committed
+    /// before this returns. Out and back in, rather than demoted in place: the leader then
+    /// forgets how far the node's old log matched its own, which openraft would otherwise
+    /// take, once the node runs on empty storage, for a follower's log going backwards (it
+    /// refuses that by stopping the leader). The node runs no Raft meanwhile.
+    async fn demote_for_recovery(
+        &self,
+        node_id: u64,
+        membership: &openraft::Membership<u64, NodeAddress>,
+    ) -> RoleAnswer {
+        let Some(address) = membership.get_node(&node_id).cloned() else {
+            return RoleAnswer::Refused(format!("node {node_id} is not in the group"));
+        };
+        let out = match membership.voter_ids().any(|id| id == node_id) {
+            true => ChangeMembers::RemoveVoters(BTreeSet::from([node_id])),
+            false => ChangeMembers::RemoveNodes(BTreeSet::from([node_id])),
+        };
+        if let Err(error) = self.raft.change_membership(out, false).await {
+            return RoleAnswer::NotYet(format!("taking it out of the group: {error}"));
+        }
+        // TODO: a leader that fails between these two changes leaves the node out of the
+        // group, and its peers then refuse it; an operator adds it back with `federation join`.
+        if let Err(error) = self.raft.add_learner(node_id, address, false).await {
+            return RoleAnswer::NotYet(format!("adding it back as a learner: {error}"));
+        }
+        info!(node_id, "node in recovery is a learner on fresh storage");
+        RoleAnswer::Done
+    }
+
+    /// Makes a recovering learner a voter again, once it is within `REJOIN_LAG_MAX_ENTRIES`
+    /// of this log; `Done` once it is a voter in a committed, uniform configuration.
+    async fn promote_after_recovery(&self, node_id: u64, metrics: &RaftMetrics) -> RoleAnswer {
+        let membership = metrics.membership_config.membership();
+        if membership.voter_ids().any(|id| id == node_id) {
+            let committed = membership.get_joint_config().len() == 1
+                && metrics.membership_config.log_id() <= &metrics.last_applied;
             return match committed {
                 true => RoleAnswer::Done,
                 false => RoleAnswer::NotYet("the membership change is not committed yet".into()),
             };
         }
 
-        let change = match change.step {
-            RoleStep::Demote => ChangeMembers::RemoveVoters(BTreeSet::from([node_id])),
-            RoleStep::Promote => {
-                let last = metrics.last_log_index.unwrap_or_default();
-                let matched = metrics.replication.as_ref().and_then(|r| r.get(&node_id).copied());
-                let matched = matched.flatten().map_or(0, |id| id.index);
-                if matched + REJOIN_LAG_MAX_ENTRIES < last {
-                    return RoleAnswer::NotYet(format!("{} entries behind", last - matched));
-                }
-                ChangeMembers::AddVoterIds(BTreeSet::from([node_id]))
-            }
-        };
-        // `retain`: a voter removed stays in the group as a learner.
-        match self.raft.change_membership(change, true).await {
+        let last = metrics.last_log_index.unwrap_or_default();
+        let matched = metrics.replication.as_ref().and_then(|r| r.get(&node_id).copied());
+        let matched = matched.flatten().map_or(0, |id| id.index);
+        if matched + REJOIN_LAG_MAX_ENTRIES < last {
+            return RoleAnswer::NotYet(format!("{} entries behind", last - matched));
+        }
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([node_id]));
+        match self.raft.change_membership(change, false).await {
             Ok(_) => {
-                info!(node_id, step = ?change_step(&membership, node_id), "role changed");
+                info!(node_id, "node in recovery is a voter again");
                 RoleAnswer::Done
             }
             Err(error) => RoleAnswer::NotYet(format!("membership change: {error}")),
@@ -701,14 +733,6 @@ impl Node {
         let leader = metrics.current_leader?;
         let membership = metrics.membership_config.membership();
         membership.get_node(&leader).map(|address| address.api_addr.clone())
-    }
-}
-
-/// What a role change did, for the log: the node was a voter before it, or a learner.
-fn change_step(before: &openraft::Membership<u64, NodeAddress>, node_id: u64) -> RoleStep {
-    match before.voter_ids().any(|id| id == node_id) {
-        true => RoleStep::Demote,
-        false => RoleStep::Promote,
     }
 }
 
