@@ -7,9 +7,10 @@
 //! 1. Write a recovery marker file, so that a crash anywhere below resumes the procedure
 //!    rather than start Raft on whatever storage is then in place.
 //! 2. Move the bad database aside (`index.sled.corrupt-<unix-ms>`, kept for forensics).
-//! 3. Ask the leader, through any peer's `Forward` service, to demote this node from voter
-//!    to learner, and wait until the leader says the change is committed. Until then the
-//!    public API answers `Unavailable` with the reason and the Raft listener stays closed.
+//! 3. Ask the leader, through any peer's `Forward` service, to demote this node: to take it
+//!    out of the group and add it back as a learner (see `Node::change_role`), and wait
+//!    until the leader says both changes are committed. Until then the public API answers
+//!    `Unavailable` with the reason and the Raft listener stays closed.
 //! 4. Start Raft on fresh, empty storage as that learner; it catches up from the leader
 //!    (a snapshot, then the log) and never bootstraps.
 //! 5. Ask the leader to promote it back to voter once its log is within
