@@ -56,7 +56,8 @@ pub async fn serve(
     };
 
     let span = request_span(&node);
-    let guard = GuardLayer::new(node.transport().clone(), Arc::new(public_policy));
+    let guard = GuardLayer::new(node.transport().clone(), Arc::new(public_policy))
+        .refusing_on(node.storage_fault().clone());
     let incoming = node.transport().incoming(listener, shutdown.clone());
     let api = RoamhubServer::new(Api {
         node,

@@ -58,6 +58,19 @@ pub const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How often a node looks for renewed certificates or revocation lists.
 pub const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a node whose storage is corrupt waits between attempts to have itself demoted
+/// to learner, or promoted back once it has caught up; each failed attempt logs why.
+pub const RECOVERY_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How long one such attempt may take at the peer it asks.
+pub const RECOVERY_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How far behind the leader's log a rejoining learner may be and still be made a voter.
+pub const REJOIN_LAG_MAX_ENTRIES: u64 = 64;
+/// How long a rejoining learner may take to catch up before the node logs an error (it keeps
+/// trying: an operator must look at a node that does not catch up).
+pub const REJOIN_CATCH_UP_WARN_AFTER: Duration = Duration::from_secs(60);
+/// How often a node writes down the Raft group it knows, for a recovery to find its peers.
+pub const PEERS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Raft timing, in milliseconds; defaults suit a LAN or loopback. Between cities, set the
 /// election timeout to 10 to 20 round trips.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,6 +8,9 @@
 //!
 //! On the way out, the guard gives a request over the listener's size limit the status
 //! gRPC clients expect for it, `ResourceExhausted` (tonic answers `OutOfRange`).
+//!
+//! While a [`StorageFault`] is set, every admitted call but health is answered
+//! `Unavailable` with its reason: a node with corrupt storage serves nothing.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,7 +22,11 @@ use tonic::{Code, Status};
 use tower::{Layer, Service};
 use tracing::warn;
 
+use crate::fault::StorageFault;
 use crate::tls::{Caller, PeerInfo, Transport};
+
+/// Calls still answered while the node's storage is corrupt: they say it is not serving.
+const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 /// Decides whether `caller` may call the gRPC method at `path`
 /// (`/package.Service/Method`); `Err` says why not.
@@ -30,11 +37,17 @@ pub type Policy = Arc<dyn Fn(&str, &Caller) -> Result<(), String> + Send + Sync>
 pub struct GuardLayer {
     transport: Transport,
     policy: Policy,
+    fault: Option<StorageFault>,
 }
 
 impl GuardLayer {
     pub fn new(transport: Transport, policy: Policy) -> GuardLayer {
-        GuardLayer { transport, policy }
+        GuardLayer { transport, policy, fault: None }
+    }
+
+    /// Refuses every call but health while `fault` is set.
+    pub fn refusing_on(self, fault: StorageFault) -> GuardLayer {
+        GuardLayer { fault: Some(fault), ..self }
     }
 }
 
@@ -42,7 +55,12 @@ impl<S> Layer<S> for GuardLayer {
     type Service = Guard<S>;
 
     fn layer(&self, inner: S) -> Guard<S> {
-        Guard { inner, transport: self.transport.clone(), policy: self.policy.clone() }
+        Guard {
+            inner,
+            transport: self.transport.clone(),
+            policy: self.policy.clone(),
+            fault: self.fault.clone(),
+        }
     }
 }
 
@@ -51,6 +69,7 @@ pub struct Guard<S> {
     inner: S,
     transport: Transport,
     policy: Policy,
+    fault: Option<StorageFault>,
 }
 
 impl<S> Guard<S> {
@@ -62,6 +81,11 @@ impl<S> Guard<S> {
             warn!(rpc = path, %caller, %reason, "call refused");
             Status::permission_denied(reason)
         })?;
+        if !path.starts_with(HEALTH_PREFIX)
+            && let Some(refusal) = self.fault.as_ref().and_then(StorageFault::status)
+        {
+            return Err(refusal);
+        }
         Ok(caller)
     }
 }

@@ -25,6 +25,7 @@ use crate::config::{RAFT_MESSAGE_BYTES_MAX, STREAMS_PER_CONNECTION_MAX};
 use crate::guard::{self, GuardLayer, Policy};
 use crate::network::{from_message, to_message};
 use crate::node::{Attempt, Node, Work};
+use crate::recovery::RoleChange;
 use crate::tls::{Caller, Role};
 
 /// Serves the internal service until `shutdown` turns true.
@@ -164,5 +165,14 @@ impl Forward for Internal {
             Err(overloaded) => Attempt::Unavailable(overloaded.to_string()),
         };
         reply(&attempt)
+    }
+
+    /// A node in recovery asks to change its own role; only its own.
+    #[instrument(level = "info", skip_all)]
+    async fn rejoin(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let change: RoleChange = decode(&request)?;
+        check_sender(&request, Some(change.node_id))?;
+        let answer = self.node.change_role(&change).await;
+        reply(&answer)
     }
 }

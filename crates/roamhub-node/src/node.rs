@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use openraft::ChangeMembers;
@@ -17,25 +17,30 @@ use roamhub_index::{
     Response,
 };
 use roamhub_proto::raft::v1::forward_client::ForwardClient;
-use roamhub_store::{CommandOutcome, Db, IndexReader, NodeAddress, TypeConfig};
+use roamhub_store::{CommandOutcome, Db, Faults, IndexReader, NodeAddress, TypeConfig};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::config::{
     API_REQUEST_TIMEOUT, FORWARD_ATTEMPTS_MAX, FORWARD_TIMEOUT, LEADER_WAIT, NodeConfig,
-    RAFT_MESSAGE_BYTES_MAX, REQUEST_BUDGET, REQUESTS_IN_FLIGHT_MAX, RESOLVE_QUEUE_MAX,
+    PEERS_SAVE_INTERVAL, RAFT_MESSAGE_BYTES_MAX, RECOVERY_RETRY_INTERVAL,
+    REJOIN_CATCH_UP_WARN_AFTER, REJOIN_LAG_MAX_ENTRIES, REQUEST_BUDGET, REQUESTS_IN_FLIGHT_MAX,
+    RESOLVE_QUEUE_MAX,
 };
 use crate::error::NodeError;
+use crate::fault::StorageFault;
 use crate::identity::IdentifierKey;
 use crate::network::{ChannelPool, Network, from_message, to_message};
 use crate::receipt::ReceiptKey;
+use crate::recovery::{self, RoleAnswer, RoleChange, RoleStep};
 use crate::tls::{self, Tls, Transport};
 use crate::{api, erasure, internal, resolver};
 
 pub type Raft = openraft::Raft<TypeConfig>;
+type RaftMetrics = openraft::RaftMetrics<u64, NodeAddress>;
 
 /// How often a node retries announcing itself as a member until the federation takes it.
 const MEMBER_ANNOUNCE_INTERVAL: Duration = Duration::from_millis(300);
@@ -107,6 +112,12 @@ pub struct Node {
     transport: Transport,
     /// Slots for writes and reads in progress here; see `REQUESTS_IN_FLIGHT_MAX`.
     requests_in_flight: Semaphore,
+    /// Corruption the storage found while running; see `watch_storage`.
+    faults: Faults,
+    /// Set once this node's storage is found corrupt: the public API then refuses all.
+    fault: StorageFault,
+    /// Told the reason when Raft stopped on corrupt storage, for a restart into recovery.
+    fault_events: watch::Sender<Option<String>>,
 }
 
 /// A started node and the tasks that serve it.
@@ -114,24 +125,31 @@ pub struct RunningNode {
     pub node: Arc<Node>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    fault_events: watch::Receiver<Option<String>>,
 }
 
 impl Node {
     /// Opens the node's storage, starts Raft and both listeners, and bootstraps a new
     /// federation when the config asks for it and none exists yet.
+    ///
+    /// Corrupt storage, or an unfinished recovery, runs the recovery first (see
+    /// [`recovery`]): this then returns only once the federation has made the node a
+    /// learner, and never if it cannot.
     pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         let city_id = CityId::parse("city_id", &config.city_id).map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let storage = roamhub_store::open(&config.data_dir)
-            .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
-        let reader = storage.state_machine.reader();
-
         let transport = match &config.tls {
             Some(files) => Transport::Tls(Tls::load(files.clone())?),
             None => Transport::Insecure,
         };
         tls::warn_if_insecure(&transport);
+
+        let opened = recovery::open_storage(&config, &transport)
+            .await
+            .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
+        let (storage, rejoining) = (opened.storage, opened.rejoining);
+        let reader = storage.state_machine.reader();
 
         let raft_config = Arc::new(config.raft_config().validate()?);
         let (log_store, state_machine) = (storage.log_store, storage.state_machine);
@@ -147,6 +165,7 @@ impl Node {
 
         let receipt_key = ReceiptKey::load_or_create(&config.data_dir)?;
         let (resolve_jobs, resolve_queue) = mpsc::channel(RESOLVE_QUEUE_MAX);
+        let (fault_events, fault_events_rx) = watch::channel(None);
         let node = Arc::new(Node {
             node_id: config.node_id,
             city_id,
@@ -159,6 +178,9 @@ impl Node {
             forward_channels: ChannelPool::new(transport.clone(), FORWARD_TIMEOUT),
             transport: transport.clone(),
             requests_in_flight: Semaphore::new(REQUESTS_IN_FLIGHT_MAX),
+            faults: storage.faults,
+            fault: StorageFault::default(),
+            fault_events,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let span = info_span!("node", city = %node.city_id, node_id = node.node_id);
@@ -182,13 +204,94 @@ impl Node {
             tokio::spawn(
                 node.clone().announce_membership(shutdown_rx.clone()).instrument(span.clone()),
             ),
+            tokio::spawn(node.clone().watch_storage(shutdown_rx.clone()).instrument(span.clone())),
         ];
         if let Transport::Tls(tls) = &transport {
-            tasks.push(tokio::spawn(tls.clone().watch_files(shutdown_rx).instrument(span.clone())));
+            let files = tls.clone().watch_files(shutdown_rx.clone());
+            tasks.push(tokio::spawn(files.instrument(span.clone())));
         }
 
-        node.bootstrap_once().instrument(span).await?;
-        Ok(RunningNode { node, shutdown, tasks })
+        match rejoining {
+            // A rejoining node has fresh storage and must never found a federation with it.
+            true => tasks.push(tokio::spawn(
+                node.clone().promote_when_caught_up(shutdown_rx).instrument(span.clone()),
+            )),
+            false => node.bootstrap_once().instrument(span).await?,
+        }
+        Ok(RunningNode { node, shutdown, tasks, fault_events: fault_events_rx })
+    }
+
+    /// Writes down the Raft group whenever it changes, for a later recovery to find its
+    /// peers; and when Raft stops on a bad record, refuses to serve, logs why and marks
+    /// the start of a recovery, which the node runs once restarted (see `RunningNode`).
+    async fn watch_storage(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut saved = Vec::new();
+        loop {
+            let peers: Vec<(u64, NodeAddress)> = self
+                .raft_membership()
+                .nodes()
+                .map(|(node_id, address)| (*node_id, address.clone()))
+                .collect();
+            if peers != saved && !peers.is_empty() {
+                match recovery::save_peers(&self.config.data_dir, &peers) {
+                    Ok(()) => saved = peers,
+                    Err(error) => warn!(error = %format!("{error:#}"), "Raft group not saved"),
+                }
+            }
+
+            let stopped = self.raft.metrics().borrow().running_state.is_err();
+            if let (true, Some(corrupt)) = (stopped, self.faults.first()) {
+                self.on_corrupt_storage(&corrupt.to_string());
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(PEERS_SAVE_INTERVAL) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Raft stopped on a bad record: serve nothing more, and restart into recovery.
+    fn on_corrupt_storage(&self, reason: &str) {
+        self.fault.set(reason);
+        error!(%reason, "storage of this node is corrupt: it serves nothing and recovers");
+        if let Err(error) = recovery::begin(&self.config.data_dir, reason) {
+            error!(error = %format!("{error:#}"), "the recovery could not be marked");
+        }
+        let _ = self.fault_events.send(Some(reason.to_owned()));
+    }
+
+    /// The last step of a recovery: asks the leader to make this learner a voter again
+    /// until it has, which it does once the learner has caught up; then ends the recovery.
+    async fn promote_when_caught_up(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let change = RoleChange { node_id: self.node_id, step: RoleStep::Promote };
+        let started = Instant::now();
+        let mut warned = false;
+        loop {
+            let answer = match self.leader_address() {
+                Some(leader) => {
+                    recovery::ask(&self.forward_channels, &leader.raft_addr, &change).await
+                }
+                None => RoleAnswer::NotYet("no leader known yet".to_owned()),
+            };
+            if let RoleAnswer::Done = answer {
+                info!("this node is a voter again: recovery finished");
+                if let Err(error) = recovery::finish(&self.config.data_dir) {
+                    error!(error = %format!("{error:#}"), "the recovery marker stays");
+                }
+                return;
+            }
+            debug!(%answer, "not promoted yet");
+            if !warned && started.elapsed() > REJOIN_CATCH_UP_WARN_AFTER {
+                warned = true;
+                error!(%answer, "not promoted back to voter within \
+                    {REJOIN_CATCH_UP_WARN_AFTER:?}; still trying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(RECOVERY_RETRY_INTERVAL) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 
     /// Initialises a new federation with the configured voters, unless this node's storage
@@ -466,6 +569,99 @@ impl Node {
         let _ = waited.metrics(|m| m.current_leader.is_some(), "a leader is known").await;
     }
 
+    /// Changes the role of a node in recovery, at its own request; only the leader may.
+    /// Demotion answers `Done` only once the node is a learner in a committed, uniform
+    /// configuration; promotion only once it was within `REJOIN_LAG_MAX_ENTRIES` of this
+    /// log and the change is committed.
+    pub async fn change_role(&self, change: &RoleChange) -> RoleAnswer {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.node_id) {
+            let leader = metrics
+                .current_leader
+                .and_then(|id| metrics.membership_config.membership().get_node(&id).cloned());
+            return RoleAnswer::NotLeader { leader };
+        }
+        let node_id = change.node_id;
+        let membership = metrics.membership_config.membership().clone();
+        if node_id == self.node_id || membership.get_node(&node_id).is_none() {
+            return RoleAnswer::Refused(format!("node {node_id} is not a peer in the group"));
+        }
+
+        match change.step {
+            RoleStep::Demote => self.demote_for_recovery(node_id, &membership).await,
+            RoleStep::Promote => self.promote_after_recovery(node_id, &metrics).await,
+        }
+    }
+
+    /// Takes a node out of the group and adds it back as a learner, each change committed
+    /// before this returns. Out and back in, rather than demoted in place: the leader then
+    /// forgets how far the node's old log matched its own, which openraft would otherwise
+    /// take, once the node runs on empty storage, for a follower's log going backwards (it
+    /// refuses that by stopping the leader). The node runs no Raft meanwhile.
+    async fn demote_for_recovery(
+        &self,
+        node_id: u64,
+        membership: &openraft::Membership<u64, NodeAddress>,
+    ) -> RoleAnswer {
+        let Some(address) = membership.get_node(&node_id).cloned() else {
+            return RoleAnswer::Refused(format!("node {node_id} is not in the group"));
+        };
+        let out = match membership.voter_ids().any(|id| id == node_id) {
+            true => ChangeMembers::RemoveVoters(BTreeSet::from([node_id])),
+            false => ChangeMembers::RemoveNodes(BTreeSet::from([node_id])),
+        };
+        if let Err(error) = self.raft.change_membership(out, false).await {
+            return RoleAnswer::NotYet(format!("taking it out of the group: {error}"));
+        }
+        // TODO: a leader that fails between these two changes leaves the node out of the
+        // group, and its peers then refuse it; an operator adds it back with `federation join`.
+        if let Err(error) = self.raft.add_learner(node_id, address, false).await {
+            return RoleAnswer::NotYet(format!("adding it back as a learner: {error}"));
+        }
+        info!(node_id, "node in recovery is a learner on fresh storage");
+        RoleAnswer::Done
+    }
+
+    /// Makes a recovering learner a voter again, once it is within `REJOIN_LAG_MAX_ENTRIES`
+    /// of this log; `Done` once it is a voter in a committed, uniform configuration.
+    async fn promote_after_recovery(&self, node_id: u64, metrics: &RaftMetrics) -> RoleAnswer {
+        let membership = metrics.membership_config.membership();
+        if membership.voter_ids().any(|id| id == node_id) {
+            let committed = membership.get_joint_config().len() == 1
+                && metrics.membership_config.log_id() <= &metrics.last_applied;
+            return match committed {
+                true => RoleAnswer::Done,
+                false => RoleAnswer::NotYet("the membership change is not committed yet".into()),
+            };
+        }
+
+        let last = metrics.last_log_index.unwrap_or_default();
+        let matched = metrics.replication.as_ref().and_then(|r| r.get(&node_id).copied());
+        let matched = matched.flatten().map_or(0, |id| id.index);
+        if matched + REJOIN_LAG_MAX_ENTRIES < last {
+            return RoleAnswer::NotYet(format!("{} entries behind", last - matched));
+        }
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([node_id]));
+        match self.raft.change_membership(change, false).await {
+            Ok(_) => {
+                info!(node_id, "node in recovery is a voter again");
+                RoleAnswer::Done
+            }
+            Err(error) => RoleAnswer::NotYet(format!("membership change: {error}")),
+        }
+    }
+
+    fn leader_address(&self) -> Option<NodeAddress> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        metrics.membership_config.membership().get_node(&leader).cloned()
+    }
+
+    /// The fault that stops this node serving, if any.
+    pub fn storage_fault(&self) -> &StorageFault {
+        &self.fault
+    }
+
     /// Adds a node as a learner; only the leader may. It catches up without voting.
     pub async fn add_learner(&self, node_id: u64, address: NodeAddress) -> Result<(), NodeError> {
         let added = self.raft.add_learner(node_id, address, false).await;
@@ -557,6 +753,16 @@ impl Node {
 }
 
 impl RunningNode {
+    /// Resolves with the reason once Raft has stopped on corrupt storage. The node serves
+    /// nothing from then on; the caller shuts it down and starts it again, which runs the
+    /// recovery.
+    pub async fn storage_failed(&mut self) -> String {
+        match self.fault_events.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
+    }
+
     /// Stops serving, then stops Raft. Storage stays as it is on disk.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);

@@ -35,6 +35,24 @@ pub enum DbError {
     Closed,
     #[error("{} is missing and the copy beside it is not provably complete", path.display())]
     Unrecoverable { path: PathBuf },
+    #[error("the storage engine panicked opening {}: its files are damaged", path.display())]
+    EnginePanicked { path: PathBuf },
+}
+
+impl DbError {
+    /// Whether the engine found its own files damaged (a failed checksum of its own, a cut
+    /// file), as opposed to a refusal that says nothing of the data (a lock, a permission).
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            DbError::Engine(sled::Error::Corruption { .. }) => true,
+            DbError::Engine(sled::Error::ReportableBug(_)) => true,
+            DbError::Engine(sled::Error::Io(e)) => {
+                matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData)
+            }
+            DbError::EnginePanicked { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// A key and its value.
@@ -178,17 +196,24 @@ fn open_engine(path: &Path) -> Result<sled::Db, DbError> {
     // sled's own periodic flush is turned off: durability points are ours to choose.
     let config = sled::Config::new().path(path).flush_every_ms(None);
 
+    // sled asserts on some damage to its files rather than answer an error: a panic while
+    // opening is reported as damage, not allowed to take the node down.
+    let open = || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .map_err(|_| DbError::EnginePanicked { path: path.to_owned() })
+    };
+
     // A database closed a moment ago can still be locked: sled's I/O threads drop their
     // handles on it just after finishing their last write. Wait for that, briefly.
     for _ in 0..50 {
-        match config.open() {
+        match open()? {
             Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
                 thread::sleep(Duration::from_millis(20));
             }
             opened => return Ok(opened?),
         }
     }
-    Ok(config.open()?)
+    Ok(open()??)
 }
 
 /// The compaction proper, under both locks; sets `slot` to `None` once the old engine is

@@ -3,6 +3,10 @@
 //! The applied state lives in memory behind a lock that readers share through
 //! [`IndexReader`]. It is made durable by snapshots in the `snapshot` tree; after a restart
 //! the node loads the latest snapshot and openraft re-applies the committed log after it.
+//!
+//! A stored snapshot is checked twice over: its record (metadata and data) and the state
+//! inside its data each carry the codec's checksum, and the state must be the one the
+//! metadata describes. A bad snapshot is recorded in the storage's [`Faults`] and stops Raft.
 
 use std::io::Cursor;
 use std::sync::{Arc, RwLock};
@@ -14,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tracing::{info, instrument};
 
-use crate::codec::{CodecError, decode, encode};
+use crate::codec::{Corrupt, decode_stored, encode};
 use crate::db::{Db, DbError, Tree};
+use crate::faults::Faults;
 use crate::types::{
     CommandOutcome, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership,
     TypeConfig,
@@ -41,10 +46,21 @@ struct StoredSnapshot {
 /// Why a node's storage could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
+    /// The engine refused for a reason that says nothing of the data (a lock, a permission).
     #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("the stored snapshot is unreadable: {0}")]
-    Snapshot(#[from] CodecError),
+    Db(DbError),
+    /// A stored record, or the engine's own files, failed their check.
+    #[error("storage is corrupt: {0}")]
+    Corrupt(#[from] Corrupt),
+}
+
+impl From<DbError> for OpenError {
+    fn from(error: DbError) -> OpenError {
+        match error.is_corruption() {
+            true => OpenError::Corrupt(Corrupt::new("database", "files", error)),
+            false => OpenError::Db(error),
+        }
+    }
 }
 
 /// Consent changes kept for watchers that fall behind; one further behind is told it
@@ -87,6 +103,7 @@ impl IndexReader {
 pub struct StateMachine {
     db: Db,
     snapshots: Tree,
+    faults: Faults,
     applied: Arc<RwLock<Applied>>,
     /// Consents changed by applied commands, for watchers; sent after the change applied.
     consent_events: broadcast::Sender<Consent>,
@@ -95,32 +112,54 @@ pub struct StateMachine {
 impl StateMachine {
     /// Opens the state machine at its latest snapshot. A snapshot this release cannot read
     /// is an error, never a reason to start empty, which would diverge from the federation.
-    pub fn open(db: Db) -> Result<StateMachine, OpenError> {
+    pub fn open(db: Db, faults: Faults) -> Result<StateMachine, OpenError> {
         let snapshots = db.tree("snapshot")?;
-        let mut applied = Applied::default();
-        if let Some(bytes) = snapshots.get(CURRENT_SNAPSHOT_KEY)? {
-            let stored: StoredSnapshot = decode(&bytes)?;
-            applied = decode(&stored.data)?;
-        }
+        let applied = match checked_snapshot(&snapshots)? {
+            Some(stored) => checked_state(&stored)?,
+            None => Applied::default(),
+        };
         let (consent_events, _) = broadcast::channel(CONSENT_EVENTS_BUFFERED_MAX);
         let applied = Arc::new(RwLock::new(applied));
-        Ok(StateMachine { db, snapshots, applied, consent_events })
+        Ok(StateMachine { db, snapshots, faults, applied, consent_events })
+    }
+
+    /// The last log id the applied state covers: that of the snapshot it was opened at,
+    /// until openraft applies more.
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.applied.read().expect("index lock is never poisoned").last_applied
     }
 
     pub fn reader(&self) -> IndexReader {
         IndexReader { applied: self.applied.clone(), consent_events: self.consent_events.clone() }
     }
 
+    /// The current snapshot, checked as a whole before openraft sends it to a peer.
     fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
-        let bytes = self
-            .snapshots
-            .get(CURRENT_SNAPSHOT_KEY)
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        let snapshot = bytes
-            .map(|b| decode::<StoredSnapshot>(&b))
-            .transpose()
-            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
-        Ok(snapshot)
+        let checked = checked_snapshot(&self.snapshots)
+            .and_then(|stored| stored.map(|s| checked_state(&s).map(|_| s)).transpose());
+        checked.map_err(|corrupt| {
+            self.faults.record(&corrupt);
+            StorageIOError::read_snapshot(None, &corrupt).into()
+        })
+    }
+}
+
+/// The stored snapshot record, checked.
+fn checked_snapshot(snapshots: &Tree) -> Result<Option<StoredSnapshot>, Corrupt> {
+    let bytes =
+        snapshots.get(CURRENT_SNAPSHOT_KEY).map_err(|e| Corrupt::new("snapshot", "current", e))?;
+    bytes.map(|b| decode_stored("snapshot", "current", &b)).transpose()
+}
+
+/// The state inside a snapshot's data, checked, and the one its metadata describes.
+fn checked_state(stored: &StoredSnapshot) -> Result<Applied, Corrupt> {
+    let id = &stored.meta.snapshot_id;
+    let applied: Applied = decode_stored("snapshot data", id, &stored.data)?;
+    let described = applied.last_applied == stored.meta.last_log_id
+        && applied.last_membership == stored.meta.last_membership;
+    match described {
+        true => Ok(applied),
+        false => Err(Corrupt::new("snapshot", id, "its state is not the one its metadata names")),
     }
 }
 
@@ -225,9 +264,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
+        // A snapshot from the leader that fails its checksum is refused, not installed; it
+        // says nothing of this node's own storage, so it is not recorded as a fault here.
         let data = snapshot.into_inner();
-        let state: Applied =
-            decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        let state: Applied = decode_stored("received snapshot", &meta.snapshot_id, &data)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
 
         let stored = StoredSnapshot { meta: meta.clone(), data };
         save_snapshot(&self.db, &self.snapshots, &stored).await?;

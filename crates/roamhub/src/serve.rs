@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use roamhub_node::identity::IdentifierKey;
 use roamhub_node::{BootstrapMember, Node, NodeConfig, RaftTiming};
 use serde::Deserialize;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::cli::{ServeArgs, TlsOptions};
 
@@ -52,13 +52,27 @@ pub fn init_logging() {
 pub async fn run(args: ServeArgs, tls: TlsOptions) -> anyhow::Result<()> {
     init_logging();
     let config = node_config(args, tls)?;
-    let running = Node::start(config).await?;
-    info!("node serving; stop with SIGINT or SIGTERM");
+    // A node whose storage goes bad while it runs is started again, which recovers it.
+    loop {
+        let mut running = tokio::select! {
+            started = Node::start(config.clone()) => started?,
+            stopped = wait_for_stop_signal() => return stopped,
+        };
+        info!("node serving; stop with SIGINT or SIGTERM");
 
-    wait_for_stop_signal().await?;
-    info!("stopping");
-    running.shutdown().await;
-    Ok(())
+        tokio::select! {
+            stopped = wait_for_stop_signal() => {
+                stopped?;
+                info!("stopping");
+                running.shutdown().await;
+                return Ok(());
+            }
+            reason = running.storage_failed() => {
+                error!(%reason, "storage corrupt: restarting the node into recovery");
+                running.shutdown().await;
+            }
+        }
+    }
 }
 
 async fn wait_for_stop_signal() -> anyhow::Result<()> {
