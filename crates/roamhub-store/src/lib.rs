@@ -15,7 +15,7 @@ pub mod log_store;
 pub mod state_machine;
 pub mod types;
 
-pub use db::{CompactionReport, Db};
+pub use db::{CompactionReport, Db, FlushMode};
 pub use log_store::LogStore;
 pub use state_machine::{IndexReader, OpenError, StateMachine};
 pub use types::{CommandOutcome, NodeAddress, TypeConfig};
@@ -30,7 +30,12 @@ pub struct Storage {
 
 /// Opens (or creates) a node's storage in `data_dir`.
 pub fn open(data_dir: &std::path::Path) -> Result<Storage, OpenError> {
-    let db = Db::open(&data_dir.join("index.sled"))?;
+    open_with(data_dir, FlushMode::Background)
+}
+
+/// Like [`open`], with the database's flushes waited for as `flush_mode` says.
+pub fn open_with(data_dir: &std::path::Path, flush_mode: FlushMode) -> Result<Storage, OpenError> {
+    let db = Db::open_with(&data_dir.join("index.sled"), flush_mode)?;
     let log_store = LogStore::new(db.clone())?;
     let state_machine = StateMachine::open(db.clone())?;
     Ok(Storage { log_store, state_machine, db })
