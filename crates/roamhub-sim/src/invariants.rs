@@ -1,0 +1,129 @@
+//! The Raft safety checks, fed with what every node reports as it runs.
+//!
+//! A monitor task per running node hands each change of the node's metrics to
+//! [`Checker::observe`], together with the digest of its applied index; the run's driver
+//! does the same for every node after every step. From those observations the checker
+//! keeps, for the whole run:
+//!
+//! - the leader of each term: a second node claiming to lead a term is a violation;
+//! - the log id applied at each index: two nodes that applied different entries at one
+//!   index have diverged;
+//! - the index digest at each applied index: two nodes whose states differ after applying
+//!   the same index have diverged;
+//! - the highest index any node applied: a committed entry, which a restarted node must
+//!   apply again and the healed cluster must keep.
+//!
+//! The first violation is kept with the simulated time it was seen at; the driver fails
+//! the seed with it after the step.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use openraft::{LogId, RaftMetrics, ServerState};
+use roamhub_store::NodeAddress;
+
+use crate::trace::Trace;
+
+/// A broken invariant: which one, when, and the details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub at_ms: u64,
+    pub check: &'static str,
+    pub detail: String,
+}
+
+/// The shared record of a run's observations; cheap to clone.
+#[derive(Clone)]
+pub struct Checker {
+    inner: Arc<Mutex<Observed>>,
+    trace: Trace,
+}
+
+#[derive(Default)]
+struct Observed {
+    leaders: BTreeMap<u64, u64>,
+    applied_log_ids: BTreeMap<u64, LogId<u64>>,
+    digests: BTreeMap<u64, ([u8; 32], u64)>,
+    highest_applied: u64,
+    first_violation: Option<Violation>,
+}
+
+pub type Metrics = RaftMetrics<u64, NodeAddress>;
+
+impl Checker {
+    pub fn new(trace: Trace) -> Checker {
+        Checker { inner: Arc::new(Mutex::new(Observed::default())), trace }
+    }
+
+    fn observed(&self) -> std::sync::MutexGuard<'_, Observed> {
+        self.inner.lock().expect("checker lock is never poisoned")
+    }
+
+    /// Takes in what `node_id` reports: its metrics, and the applied index with the digest
+    /// of its index state, read together.
+    pub fn observe(&self, node_id: u64, metrics: &Metrics, digest: (u64, [u8; 32])) {
+        self.observe_leader(node_id, metrics);
+        if let Some(log_id) = metrics.last_applied {
+            self.observe_applied(node_id, log_id);
+        }
+        self.observe_digest(node_id, digest);
+    }
+
+    fn observe_leader(&self, node_id: u64, metrics: &Metrics) {
+        if metrics.state != ServerState::Leader {
+            return;
+        }
+        let term = metrics.current_term;
+        let known = self.observed().leaders.get(&term).copied();
+        match known {
+            None => {
+                self.observed().leaders.insert(term, node_id);
+                self.trace.record(format_args!("leader: node {node_id} leads term {term}"));
+            }
+            Some(known) if known == node_id => {}
+            Some(known) => {
+                let detail = format!("nodes {known} and {node_id} both lead term {term}");
+                self.violate("one leader per term", detail);
+            }
+        }
+    }
+
+    fn observe_applied(&self, node_id: u64, log_id: LogId<u64>) {
+        let mut observed = self.observed();
+        observed.highest_applied = observed.highest_applied.max(log_id.index);
+        let known = *observed.applied_log_ids.entry(log_id.index).or_insert(log_id);
+        drop(observed);
+        if known != log_id {
+            let detail =
+                format!("node {node_id} applied {log_id} where another node applied {known}");
+            self.violate("applied entries agree", detail);
+        }
+    }
+
+    fn observe_digest(&self, node_id: u64, (index, digest): (u64, [u8; 32])) {
+        let known = *self.observed().digests.entry(index).or_insert((digest, node_id));
+        if known.0 != digest {
+            let detail = format!(
+                "at applied index {index}, node {node_id}'s index digest differs from node {}'s",
+                known.1
+            );
+            self.violate("replica digests agree", detail);
+        }
+    }
+
+    /// The highest log index any node has applied: committed, so never to be lost.
+    pub fn highest_applied(&self) -> u64 {
+        self.observed().highest_applied
+    }
+
+    /// Records a violation found elsewhere (client checks, restarts, the network).
+    pub fn violate(&self, check: &'static str, detail: String) {
+        let violation = Violation { at_ms: self.trace.now_ms(), check, detail };
+        self.trace.record(format_args!("VIOLATION {}: {}", violation.check, violation.detail));
+        self.observed().first_violation.get_or_insert(violation);
+    }
+
+    pub fn first_violation(&self) -> Option<Violation> {
+        self.observed().first_violation.clone()
+    }
+}
