@@ -5,7 +5,13 @@
 //! does the same for every node after every step. From those observations the checker
 //! keeps, for the whole run:
 //!
-//! - the leader of each term: a second node claiming to lead a term is a violation;
+//! - each node's vote, which must never go backwards, restarts included (it is fsynced
+//!   before any grant), and each leader, which must lead under its own vote;
+//! - the leaders of each term. openraft 0.9 without its `single-term-leader` feature, as
+//!   roamhub runs it, lets a term have several leaders, told apart by node id and ordered
+//!   by it, so "one leader per term" is not an invariant here; what makes it safe is that
+//!   entries are named by `(term, node, index)` and never diverge, checked next. Terms
+//!   with more than one leader are counted for the report;
 //! - the log id applied at each index: two nodes that applied different entries at one
 //!   index have diverged;
 //! - the index digest at each applied index: two nodes whose states differ after applying
@@ -19,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use openraft::{LogId, RaftMetrics, ServerState};
+use openraft::{LeaderId, LogId, RaftMetrics, ServerState};
 use roamhub_store::NodeAddress;
 
 use crate::trace::Trace;
@@ -41,7 +47,10 @@ pub struct Checker {
 
 #[derive(Default)]
 struct Observed {
-    leaders: BTreeMap<u64, u64>,
+    /// The leaders seen in each term.
+    leaders: BTreeMap<u64, Vec<u64>>,
+    /// The highest vote each node has shown, across its boots.
+    votes: BTreeMap<u64, LeaderId<u64>>,
     applied_log_ids: BTreeMap<u64, LogId<u64>>,
     digests: BTreeMap<u64, ([u8; 32], u64)>,
     highest_applied: u64,
@@ -62,6 +71,7 @@ impl Checker {
     /// Takes in what `node_id` reports: its metrics, and the applied index with the digest
     /// of its index state, read together.
     pub fn observe(&self, node_id: u64, metrics: &Metrics, digest: (u64, [u8; 32])) {
+        self.observe_vote(node_id, metrics);
         self.observe_leader(node_id, metrics);
         if let Some(log_id) = metrics.last_applied {
             self.observe_applied(node_id, log_id);
@@ -69,23 +79,39 @@ impl Checker {
         self.observe_digest(node_id, digest);
     }
 
+    fn observe_vote(&self, node_id: u64, metrics: &Metrics) {
+        let vote = *metrics.vote.leader_id();
+        let highest = *self.observed().votes.entry(node_id).or_insert(vote);
+        if vote < highest {
+            let detail = format!("node {node_id} votes for {vote} after {highest}");
+            self.violate("votes never go backwards", detail);
+            return;
+        }
+        self.observed().votes.insert(node_id, vote);
+    }
+
     fn observe_leader(&self, node_id: u64, metrics: &Metrics) {
         if metrics.state != ServerState::Leader {
             return;
         }
-        let term = metrics.current_term;
-        let known = self.observed().leaders.get(&term).copied();
-        match known {
-            None => {
-                self.observed().leaders.insert(term, node_id);
-                self.trace.record(format_args!("leader: node {node_id} leads term {term}"));
-            }
-            Some(known) if known == node_id => {}
-            Some(known) => {
-                let detail = format!("nodes {known} and {node_id} both lead term {term}");
-                self.violate("one leader per term", detail);
-            }
+        let (term, voted_for) = (metrics.current_term, metrics.vote.leader_id().voted_for());
+        if voted_for != Some(node_id) {
+            let detail = format!("node {node_id} leads term {term} under a vote for {voted_for:?}");
+            self.violate("a leader leads under its own vote", detail);
         }
+        let mut observed = self.observed();
+        let leaders = observed.leaders.entry(term).or_default();
+        if leaders.contains(&node_id) {
+            return;
+        }
+        leaders.push(node_id);
+        drop(observed);
+        self.trace.record(format_args!("leader: node {node_id} leads term {term}"));
+    }
+
+    /// Terms in which more than one node led, each under its own leader id.
+    pub fn terms_with_several_leaders(&self) -> u32 {
+        self.observed().leaders.values().filter(|leaders| leaders.len() > 1).count() as u32
     }
 
     fn observe_applied(&self, node_id: u64, log_id: LogId<u64>) {

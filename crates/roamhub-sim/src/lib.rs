@@ -24,8 +24,8 @@
 //! - [`network`]: the simulated network, and openraft's network traits over it, mirroring
 //!   roamhub-node's gRPC client and server;
 //! - [`cluster`]: booting, crashing and restarting nodes on their own directories;
-//! - [`invariants`]: Raft safety (one leader per term, applied entries and digests that
-//!   agree, committed entries kept across restarts), checked as nodes report;
+//! - [`invariants`]: Raft safety (votes that never go back, applied entries and digests
+//!   that agree, committed entries kept across restarts), checked as nodes report;
 //! - [`commands`]: the index commands of a run, signed as citizens sign them;
 //! - [`client`]: how clients reach the leader, and the workload that records histories;
 //! - [`faults`]: the fault schedule (partitions, one-way cuts, isolated leaders, crashes,
@@ -91,6 +91,8 @@ pub struct SeedReport {
     pub recovery_ms: u64,
     /// Citizen histories the linearizability search gave up on, within its bound.
     pub undecided_histories: u32,
+    /// Terms with more than one leader, which openraft's default leader ids allow.
+    pub shared_terms: u32,
 }
 
 /// The first check a seed failed.

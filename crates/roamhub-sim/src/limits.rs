@@ -9,7 +9,7 @@ pub const NODES_DEFAULT: usize = 3;
 pub const NODES_MAX: usize = 5;
 /// Steps of a seed's faulty phase unless the settings say otherwise. Each step lets the
 /// cluster run for [`STEP_MS`], gives the fault schedule a chance to act, then checks.
-pub const STEPS_PER_SEED_DEFAULT: u32 = 120;
+pub const STEPS_PER_SEED_DEFAULT: u32 = 200;
 /// Simulated time one step lasts.
 pub const STEP_MS: u64 = 50;
 

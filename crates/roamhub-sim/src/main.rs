@@ -4,6 +4,7 @@
 //! the end; `--seed S` replays one seed, with `--trace` printing every event of it.
 
 use std::collections::BTreeMap;
+use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -35,7 +36,7 @@ struct Cli {
     jobs: Option<usize>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = Settings { nodes: cli.nodes, steps: cli.steps, trace: cli.trace };
     match (cli.seed, cli.seeds) {
@@ -49,7 +50,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn replay(seed: u64, settings: &Settings) -> anyhow::Result<()> {
+fn replay(seed: u64, settings: &Settings) -> ExitCode {
     let outcome = run_seed(seed, settings);
     let trace = match &outcome {
         Ok(report) => &report.trace,
@@ -61,13 +62,16 @@ fn replay(seed: u64, settings: &Settings) -> anyhow::Result<()> {
     match outcome {
         Ok(report) => {
             println!("{}", seed_line(&report));
-            Ok(())
+            ExitCode::SUCCESS
         }
-        Err(failure) => Err(anyhow::anyhow!("{failure}\ntrace {}", failure.trace.hash)),
+        Err(failure) => {
+            println!("FAIL {failure}\ntrace {}", failure.trace.hash);
+            ExitCode::FAILURE
+        }
     }
 }
 
-fn run_many(seeds: u64, jobs: usize, settings: &Settings) -> anyhow::Result<()> {
+fn run_many(seeds: u64, jobs: usize, settings: &Settings) -> ExitCode {
     let started = Instant::now();
     let next = AtomicU64::new(1);
     let outcomes: Mutex<Vec<Result<SeedReport, Failure>>> = Mutex::new(Vec::new());
@@ -94,8 +98,11 @@ fn run_many(seeds: u64, jobs: usize, settings: &Settings) -> anyhow::Result<()> 
     print_summary(&outcomes, started.elapsed().as_secs_f64());
     let failed: Vec<u64> =
         outcomes.iter().filter_map(|o| o.as_ref().err()).map(|f| f.seed).collect();
-    anyhow::ensure!(failed.is_empty(), "failing seeds: {failed:?}");
-    Ok(())
+    if failed.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    println!("failing seeds: {failed:?}");
+    ExitCode::FAILURE
 }
 
 fn seed_line(report: &SeedReport) -> String {
@@ -136,6 +143,7 @@ fn print_summary(outcomes: &[Result<SeedReport, Failure>], wall_s: f64) {
     println!("{:<28} {:>12}", "messages sent", sum(|r| r.messages.sent));
     println!("{:<28} {:>12}", "messages lost", sum(|r| r.messages.lost));
     println!("{:<28} {:>12}", "lossy seeds", sum(|r| u64::from(r.lossy)));
+    println!("{:<28} {:>12}", "terms with several leaders", sum(|r| u64::from(r.shared_terms)));
     println!("{:<28} {:>12}", "undecided histories", sum(|r| u64::from(r.undecided_histories)));
     println!(
         "{:<28} {:>12}",

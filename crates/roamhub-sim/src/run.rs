@@ -294,6 +294,7 @@ impl Run {
             messages: self.network.counts(),
             recovery_ms,
             undecided_histories,
+            shared_terms: self.checker.terms_with_several_leaders(),
         }
     }
 
