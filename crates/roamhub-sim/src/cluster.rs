@@ -110,7 +110,8 @@ impl Cluster {
         for node in &self.nodes {
             let Some(running) = &node.running else { continue };
             let metrics = running.endpoint.raft.metrics().borrow().clone();
-            self.context.checker.observe(node.node_id, &metrics, running.endpoint.reader.digest());
+            self.context.checker.observe_metrics(node.node_id, &metrics);
+            self.context.checker.observe_digest(node.node_id, running.endpoint.reader.digest());
         }
     }
 
@@ -230,12 +231,18 @@ fn raft_config(election_timeout_ms: u64) -> Result<Arc<openraft::Config>, String
     config.validate().map(Arc::new).map_err(|e| format!("raft config: {e}"))
 }
 
-/// Feeds every change of a node's metrics to the checker, until the node stops.
+/// Feeds every change of a node's metrics to the checker, with the digest of its index
+/// whenever it applied more, until the node stops.
 async fn monitor(node_id: u64, endpoint: Endpoint, checker: Checker) {
     let mut metrics = endpoint.raft.metrics();
+    let mut digested = None;
     loop {
         let seen = metrics.borrow_and_update().clone();
-        checker.observe(node_id, &seen, endpoint.reader.digest());
+        checker.observe_metrics(node_id, &seen);
+        if seen.last_applied != digested {
+            digested = seen.last_applied;
+            checker.observe_digest(node_id, endpoint.reader.digest());
+        }
         if metrics.changed().await.is_err() {
             return;
         }

@@ -68,15 +68,13 @@ impl Checker {
         self.inner.lock().expect("checker lock is never poisoned")
     }
 
-    /// Takes in what `node_id` reports: its metrics, and the applied index with the digest
-    /// of its index state, read together.
-    pub fn observe(&self, node_id: u64, metrics: &Metrics, digest: (u64, [u8; 32])) {
+    /// Takes in `node_id`'s metrics: its vote, its role and the entry it applied last.
+    pub fn observe_metrics(&self, node_id: u64, metrics: &Metrics) {
         self.observe_vote(node_id, metrics);
         self.observe_leader(node_id, metrics);
         if let Some(log_id) = metrics.last_applied {
             self.observe_applied(node_id, log_id);
         }
-        self.observe_digest(node_id, digest);
     }
 
     fn observe_vote(&self, node_id: u64, metrics: &Metrics) {
@@ -126,7 +124,9 @@ impl Checker {
         }
     }
 
-    fn observe_digest(&self, node_id: u64, (index, digest): (u64, [u8; 32])) {
+    /// Takes in the applied index of `node_id` and the digest of its index state, read
+    /// together.
+    pub fn observe_digest(&self, node_id: u64, (index, digest): (u64, [u8; 32])) {
         let known = *self.observed().digests.entry(index).or_insert((digest, node_id));
         if known.0 != digest {
             let detail = format!(
