@@ -25,7 +25,6 @@ fn sled_store_passes_openraft_storage_suite() -> Result<(), StorageError<u64>> {
 
 /// The simulation's inline flushes keep every guarantee of the background ones.
 #[test]
-fn sled_store_with_inline_flushes_passes_openraft_storage_suite() -> Result<(), StorageError<u64>>
-{
+fn sled_store_with_inline_flushes_passes_openraft_suite() -> Result<(), StorageError<u64>> {
     Suite::test_all(SledStoreBuilder { flush_mode: FlushMode::Inline })
 }
