@@ -16,6 +16,23 @@
 //! - Nothing waits on an unbiased `select!` of ours, nor on openraft's `Raft::wait`, whose
 //!   branch order tokio draws from a generator the seed cannot reach.
 //!
+//! What it leaves out, and what is left of chance:
+//!
+//! - A crash keeps the writes not yet fsynced: sled flushes every dirty page when its last
+//!   handle drops. Crashes also fall between tasks' steps, never inside an fsync, so torn
+//!   writes are not simulated either.
+//! - Clients call `Raft` directly: the public API, TLS, the `Forward` service and the
+//!   resolver's batching are not in the loop.
+//! - sled does real I/O, in a directory under `/dev/shm` where there is one. Its threads
+//!   decide nothing: each flush is waited for inline, so their timing cannot reorder steps.
+//! - No nondeterminism is known to remain: 300 seeds run twice, in two processes, gave
+//!   the same trace hashes. What could bring it back is tokio's unseeded generator, which
+//!   picks the branch order of an unbiased `select!` and the wake-up order of a `watch`
+//!   channel's waiters. openraft has one such `select!`, in replication's backoff, entered
+//!   only on `Unreachable`, which this network never returns; it waits on its metrics
+//!   `watch` when a call finds the core stopped, which a crash preempts by ending every
+//!   call on the crashed node first, in a seeded order (see `network::Liveness`).
+//!
 //! A tour of the modules:
 //!
 //! - [`limits`]: every bound, named;

@@ -38,8 +38,6 @@ pub type Raft = openraft::Raft<TypeConfig>;
 /// A running node as the network and the clients reach it.
 #[derive(Clone)]
 pub struct Endpoint {
-    /// Which boot of the node this is; a reply from an earlier boot is never delivered.
-    pub boot: u32,
     pub raft: Raft,
     pub reader: IndexReader,
     pub liveness: Liveness,
@@ -343,11 +341,12 @@ impl SimPeer {
             return std::future::pending().await;
         };
 
-        let answer = handle(receiver.raft, request).await;
-        if self.network.endpoint(self.to).is_none_or(|now| now.boot != receiver.boot) {
-            // The receiver crashed while it handled the message: it never answers.
-            return std::future::pending().await;
-        }
+        // A receiver that crashes while it handles the message never answers.
+        let answer = tokio::select! {
+            biased;
+            _ = receiver.liveness.crashed() => return std::future::pending().await,
+            answer = handle(receiver.raft, request) => answer,
+        };
         let answer: Result<Resp, RaftError<u64, E>> = self.over_the_wire(&answer)?;
         let summary = match &answer {
             Ok(reply) => format!("reply {reply:?}"),
