@@ -1,159 +1,32 @@
-//! Simulated clients: how an operation reaches the leader, and the workload that records
-//! every operation it invokes and how it ended.
-//!
-//! A write is proposed with `Raft::client_write` at a node the seed picks, and follows
-//! "not the leader" answers to the leader named, as roamhub-node forwards it. A read runs
-//! as roamhub-node's does: at the leader, after `get_read_log_id` confirmed the leadership
-//! with a quorum and the leader applied up to the read index. Clients reach nodes
-//! directly, not over the simulated network: a partitioned leader still hears clients,
-//! which is exactly the case linearizability must survive.
+//! The simulated clients: one writer per citizen and a few readers, each recording every
+//! operation it invokes and how it ended.
 //!
 //! Every citizen has one writer, whose signed operations go one at a time as a phone's
 //! would; before each it reads the citizen's next sequence number, and that read goes into
 //! the history too. Readers read and resolve random citizens at random nodes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use roamhub_check::{CitizenInput, CitizenOutput, Event, Outcome};
-use roamhub_index::{Citizen, CitizenId, Command, IndexError, Query, QueryAnswer, Request};
-use roamhub_index::{CitizenOp, Response};
-use roamhub_store::{CommandOutcome, IndexReader};
+use roamhub_index::{CitizenOp, Command, ConsentId, Request, Response};
 
 use crate::commands::{self, CATEGORY, SimCitizen};
 use crate::limits::{
-    APPLIED_POLL_MS, CLIENT_ERROR_PAUSE_MS, CLIENT_OP_TIMEOUT_MS, CLIENT_PAUSE_MAX_MS,
-    FORWARD_ATTEMPTS_MAX, GIVEN_CONSENTS_MAX, SIM_EPOCH_UNIX_MS,
+    CLIENT_ERROR_PAUSE_MS, CLIENT_PAUSE_MAX_MS, GIVEN_CONSENTS_MAX, SIM_EPOCH_UNIX_MS,
 };
-use crate::network::{Liveness, Raft, SimNetwork};
+use crate::network::SimNetwork;
+use crate::operations::{WriteOutcome, read, write};
+use crate::recorder::Recorder;
 use crate::rng::SimRng;
 use crate::trace::Trace;
-
-pub type CitizenEvent = Event<CitizenInput, CitizenOutput>;
 
 /// Consent tags (ends of validity) start this far after the epoch, ten years.
 const TAG_BASE_MS: u64 = SIM_EPOCH_UNIX_MS + 3650 * 86_400_000;
 /// Tags of one citizen's consents lie within a band this wide of their own.
 const TAGS_PER_CITIZEN: u64 = 1_000_000;
-
-/// How a write ended, as its client saw it.
-#[derive(Debug)]
-pub enum WriteOutcome {
-    Applied(Response),
-    /// Committed, and refused by the index as a whole: it changed nothing.
-    Refused(IndexError),
-    /// No node took it: certainly not proposed.
-    NotSent(String),
-    /// Proposed, with no answer: it may apply at any later moment, or never.
-    Unknown(String),
-}
-
-/// Proposes `request` at `first`, following the leader it names, within the client's
-/// deadline.
-pub async fn write(network: &SimNetwork, first: u64, request: &Request) -> WriteOutcome {
-    let deadline = Duration::from_millis(CLIENT_OP_TIMEOUT_MS);
-    let attempts = async {
-        let mut node_id = first;
-        for _ in 0..=FORWARD_ATTEMPTS_MAX {
-            let Some(endpoint) = network.endpoint(node_id) else {
-                return WriteOutcome::NotSent(format!("node {node_id} is down"));
-            };
-            let proposed = tokio::select! {
-                biased;
-                _ = endpoint.liveness.crashed() => {
-                    return WriteOutcome::Unknown(format!("node {node_id} crashed"));
-                }
-                proposed = propose(&endpoint.raft, request) => proposed,
-            };
-            match proposed {
-                Err(Some(leader)) if leader != node_id => node_id = leader,
-                Err(_) => return WriteOutcome::NotSent("no leader known".to_owned()),
-                Ok(outcome) => return outcome,
-            }
-        }
-        WriteOutcome::NotSent("the leader kept changing".to_owned())
-    };
-    let timed_out = || WriteOutcome::Unknown("no answer in time".to_owned());
-    tokio::time::timeout(deadline, attempts).await.unwrap_or_else(|_| timed_out())
-}
-
-/// One proposal at one node; `Err` names the leader when this node does not lead.
-async fn propose(raft: &Raft, request: &Request) -> Result<WriteOutcome, Option<u64>> {
-    match raft.client_write(request.clone()).await {
-        Ok(reply) => match reply.data {
-            CommandOutcome::Index(Ok(response)) => Ok(WriteOutcome::Applied(response)),
-            CommandOutcome::Index(Err(refusal)) => Ok(WriteOutcome::Refused(refusal)),
-            CommandOutcome::Raft => Ok(WriteOutcome::Unknown("applied as Raft's".to_owned())),
-        },
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => Err(to.leader_id),
-        Err(error) => Ok(WriteOutcome::Unknown(error.to_string())),
-    }
-}
-
-/// Reads a citizen linearizably, starting at `first`, within the client's deadline.
-pub async fn read(
-    network: &SimNetwork,
-    first: u64,
-    citizen_id: &CitizenId,
-) -> Result<Citizen, String> {
-    let deadline = Duration::from_millis(CLIENT_OP_TIMEOUT_MS);
-    let attempts = async {
-        let mut node_id = first;
-        for _ in 0..=FORWARD_ATTEMPTS_MAX {
-            let endpoint = network.endpoint(node_id).ok_or(format!("node {node_id} is down"))?;
-            let confirmed = tokio::select! {
-                biased;
-                _ = endpoint.liveness.crashed() => return Err(format!("node {node_id} crashed")),
-                confirmed = endpoint.raft.get_read_log_id() => confirmed,
-            };
-            match confirmed {
-                Ok((read_log_id, _)) => {
-                    let index = read_log_id.map(|id| id.index);
-                    applied_at_least(&endpoint.raft, &endpoint.liveness, index).await?;
-                    return query_citizen(&endpoint.reader, citizen_id);
-                }
-                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
-                    match to.leader_id {
-                        Some(leader) if leader != node_id => node_id = leader,
-                        _ => return Err("no leader known".to_owned()),
-                    }
-                }
-                Err(error) => return Err(error.to_string()),
-            }
-        }
-        Err("the leader kept changing".to_owned())
-    };
-    let timed_out = |_| Err("no answer in time".to_owned());
-    tokio::time::timeout(deadline, attempts).await.unwrap_or_else(timed_out)
-}
-
-/// Waits until the node has applied `index`, looking every `APPLIED_POLL_MS`. Not on the
-/// metrics channel: a `watch` wakes its waiters in an order no seed decides.
-async fn applied_at_least(
-    raft: &Raft,
-    liveness: &Liveness,
-    index: Option<u64>,
-) -> Result<(), String> {
-    while raft.metrics().borrow().last_applied.map(|id| id.index) < index {
-        tokio::select! {
-            biased;
-            _ = liveness.crashed() => return Err("the node crashed".to_owned()),
-            _ = tokio::time::sleep(Duration::from_millis(APPLIED_POLL_MS)) => {}
-        }
-    }
-    Ok(())
-}
-
-pub fn query_citizen(reader: &IndexReader, citizen_id: &CitizenId) -> Result<Citizen, String> {
-    match reader.query(&Query::Citizen(citizen_id.clone())) {
-        Ok(QueryAnswer::Citizen(citizen)) => Ok(*citizen),
-        Ok(_) => Err("a citizen query answered something else".to_owned()),
-        Err(error) => Err(error.to_string()),
-    }
-}
 
 /// What every client shares.
 #[derive(Clone)]
@@ -174,41 +47,6 @@ impl World {
 
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
-    }
-}
-
-/// Every operation of a run, by citizen.
-#[derive(Clone, Default)]
-pub struct Recorder {
-    inner: Arc<Mutex<Recorded>>,
-}
-
-#[derive(Default)]
-struct Recorded {
-    histories: BTreeMap<usize, Vec<CitizenEvent>>,
-    operations: u64,
-    acknowledged_writes: u64,
-}
-
-impl Recorder {
-    pub fn record(&self, citizen: usize, event: CitizenEvent) {
-        let mut recorded = self.inner.lock().expect("recorder lock is never poisoned");
-        recorded.operations += 1;
-        if matches!(event.outcome, Outcome::Ok(CitizenOutput::Done)) {
-            recorded.acknowledged_writes += 1;
-        }
-        recorded.histories.entry(citizen).or_default().push(event);
-    }
-
-    pub fn history(&self, citizen: usize) -> Vec<CitizenEvent> {
-        let recorded = self.inner.lock().expect("recorder lock is never poisoned");
-        recorded.histories.get(&citizen).cloned().unwrap_or_default()
-    }
-
-    /// Operations recorded, and how many of them were acknowledged writes.
-    pub fn counts(&self) -> (u64, u64) {
-        let recorded = self.inner.lock().expect("recorder lock is never poisoned");
-        (recorded.operations, recorded.acknowledged_writes)
     }
 }
 
@@ -257,7 +95,7 @@ impl Writer {
     /// Picks the next write: grant, withdraw, move home or set a location.
     fn choose(
         &mut self,
-        given: &mut BTreeMap<u64, roamhub_index::ConsentId>,
+        given: &mut BTreeMap<u64, ConsentId>,
         operations: u64,
     ) -> (CitizenInput, CitizenOp) {
         match self.rng.below(4) {
@@ -291,7 +129,7 @@ impl Writer {
         sequence: u64,
         input: CitizenInput,
         op: CitizenOp,
-        given: &mut BTreeMap<u64, roamhub_index::ConsentId>,
+        given: &mut BTreeMap<u64, ConsentId>,
     ) -> bool {
         let command = self.world.citizens[self.citizen].signed(sequence, op);
         let request = Request { at_unix_ms: self.world.now_unix_ms(), command };

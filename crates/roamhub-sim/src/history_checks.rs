@@ -12,8 +12,8 @@ use roamhub_check::{
     check_with_bound,
 };
 
-use crate::client::CitizenEvent;
 use crate::limits::CHECK_STATES_EXPLORED_MAX;
+use crate::recorder::CitizenEvent;
 
 /// A client-visible check that failed: which, and why.
 #[derive(Debug, Clone)]

@@ -44,7 +44,9 @@
 //! - [`invariants`]: Raft safety (votes that never go back, applied entries and digests
 //!   that agree, committed entries kept across restarts), checked as nodes report;
 //! - [`commands`]: the index commands of a run, signed as citizens sign them;
-//! - [`client`]: how clients reach the leader, and the workload that records histories;
+//! - [`operations`]: how one client operation reaches the leader;
+//! - [`recorder`]: the histories of client operations, by citizen;
+//! - [`client`]: the workload of writers and readers;
 //! - [`faults`]: the fault schedule (partitions, one-way cuts, isolated leaders, crashes,
 //!   restarts, heals);
 //! - [`history_checks`]: the client-visible checks, linearizability by roamhub-check
@@ -61,6 +63,8 @@ pub mod history_checks;
 pub mod invariants;
 pub mod limits;
 pub mod network;
+pub mod operations;
+pub mod recorder;
 pub mod rng;
 mod run;
 pub mod trace;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use roamhub_index::{Command, Request};
 use tokio::task::JoinHandle;
 
-use crate::client::{self, Reader, Recorder, World, WriteOutcome, Writer};
+use crate::client::{Reader, World, Writer};
 use crate::cluster::{Cluster, Context};
 use crate::commands::{self, SimCitizen};
 use crate::faults::FaultSchedule;
@@ -19,6 +19,8 @@ use crate::limits::{
     CITIZENS, READERS, RECOVERY_MAX_MS, RECOVERY_POLL_MS, SETUP_MAX_MS, SIM_EPOCH_UNIX_MS, STEP_MS,
 };
 use crate::network::SimNetwork;
+use crate::operations::{self, WriteOutcome};
+use crate::recorder::Recorder;
 use crate::rng::SimRng;
 use crate::trace::Trace;
 use crate::{Failure, SeedReport, Settings};
@@ -117,7 +119,7 @@ impl Run {
         for citizen in citizens.iter() {
             let uri = citizen.initial.locations[commands::CATEGORY].clone();
             let leader = self.await_leader(SETUP_MAX_MS).await.ok_or("no leader in setup")?;
-            let seen = client::read(&self.network, leader, &citizen.citizen_id).await?;
+            let seen = operations::read(&self.network, leader, &citizen.citizen_id).await?;
             let command = citizen.signed(seen.next_sequence, commands::set_location(uri));
             self.setup_write(command).await?;
         }
@@ -132,7 +134,7 @@ impl Run {
             let Some(leader) = self.await_leader(SETUP_MAX_MS).await else { break };
             let request =
                 Request { at_unix_ms: self.world.now_unix_ms(), command: command.clone() };
-            match client::write(&self.network, leader, &request).await {
+            match operations::write(&self.network, leader, &request).await {
                 WriteOutcome::Applied(_) => return Ok(()),
                 WriteOutcome::NotSent(_) => poll_pause().await,
                 other => return Err(format!("a setup write ended {other:?}")),
@@ -233,7 +235,8 @@ impl Run {
     async fn commit_marker(&self, marker: &Command) -> Option<u64> {
         let leader = self.cluster.leader()?;
         let request = Request { at_unix_ms: self.world.now_unix_ms(), command: marker.clone() };
-        let WriteOutcome::Applied(_) = client::write(&self.network, leader, &request).await else {
+        let WriteOutcome::Applied(_) = operations::write(&self.network, leader, &request).await
+        else {
             return None;
         };
         let endpoint = self.cluster.endpoint(leader)?;
@@ -269,7 +272,7 @@ impl Run {
 
         let endpoint = self.cluster.endpoint(1).expect("every node runs after the heal");
         for (i, citizen) in self.world.citizens.iter().enumerate() {
-            let last = client::query_citizen(&endpoint.reader, &citizen.citizen_id)
+            let last = operations::query_citizen(&endpoint.reader, &citizen.citizen_id)
                 .map(|c| commands::observed(&c))
                 .map_err(|detail| self.fail("harness", detail))?;
             let history = self.world.recorder.history(i);
