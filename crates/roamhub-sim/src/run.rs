@@ -92,11 +92,13 @@ impl Run {
         }
 
         self.heal_everything().await?;
+        let healed_ms = self.trace.now_ms();
+        // The clients finish the operations they have open, each within its deadline.
         self.world.stop.store(true, Ordering::Relaxed);
         for client in clients {
             client.await.map_err(|e| self.fail("harness", format!("a client failed: {e}")))?;
         }
-        let recovery_ms = self.recover().await?;
+        let recovery_ms = self.recover(healed_ms).await?;
         self.check_step()?;
         let undecided = self.check_clients()?;
         Ok(self.report(recovery_ms, undecided))
@@ -201,10 +203,9 @@ impl Run {
         Ok(())
     }
 
-    /// After the heal: a leader commits a write, and every node applies it and agrees on
-    /// the state, within `RECOVERY_MAX_MS`. Returns how long that took.
-    async fn recover(&mut self) -> Result<u64, Failure> {
-        let healed_ms = self.trace.now_ms();
+    /// After the heal at `healed_ms`: a leader commits a write, and every node applies it
+    /// and agrees on the state, within `RECOVERY_MAX_MS`. Returns how long that took.
+    async fn recover(&mut self, healed_ms: u64) -> Result<u64, Failure> {
         let marker = commands::member(1);
         let mut committed: Option<u64> = None;
         while self.trace.now_ms() - healed_ms < RECOVERY_MAX_MS {
