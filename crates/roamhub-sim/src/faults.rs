@@ -1,9 +1,10 @@
 //! The fault schedule: which faults a seed injects into the cluster, and when it heals.
 //!
-//! At each step the schedule may heal what is broken (a partition, or a crashed node it
-//! restarts) and may inject one new fault: a majority/minority partition, a one-way cut, an
-//! isolated leader, or a crash of a node (the leader or any other). At most a minority of
-//! the nodes is down at once, and one partition holds at a time.
+//! At each step the schedule may heal what is broken (a partition or slow link, or a
+//! crashed node it restarts) and may inject one new fault: a majority/minority partition, a
+//! one-way cut, an isolated leader, a slow link, or a crash of a node (the leader or any
+//! other). At most a minority of
+//! the nodes is down at once, and one partition or slow link holds at a time.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,6 +24,9 @@ pub enum FaultKind {
     OneWayCut,
     /// The leader cut off from every other node, both ways.
     IsolatedLeader,
+    /// Messages between two nodes, both ways, take up to hundreds of milliseconds, so that
+    /// they arrive far out of order and after their senders gave up on them.
+    SlowLink,
     Crash,
     Restart,
     /// Every cut link restored.
@@ -30,10 +34,11 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::Partition,
         FaultKind::OneWayCut,
         FaultKind::IsolatedLeader,
+        FaultKind::SlowLink,
         FaultKind::Crash,
         FaultKind::Restart,
         FaultKind::Heal,
@@ -46,6 +51,7 @@ impl fmt::Display for FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::OneWayCut => "one-way",
             FaultKind::IsolatedLeader => "isolate-leader",
+            FaultKind::SlowLink => "slow-link",
             FaultKind::Crash => "crash",
             FaultKind::Restart => "restart",
             FaultKind::Heal => "heal",
@@ -84,7 +90,7 @@ impl FaultSchedule {
         cluster: &mut Cluster,
         network: &SimNetwork,
     ) -> Result<(), String> {
-        if network.has_cuts() && self.rng.chance(HEAL_PER_MILLE) {
+        if network.is_degraded() && self.rng.chance(HEAL_PER_MILLE) {
             self.heal_links(network);
         }
         let down = cluster.down_ids();
@@ -108,6 +114,7 @@ impl FaultSchedule {
             FaultKind::Partition,
             FaultKind::OneWayCut,
             FaultKind::IsolatedLeader,
+            FaultKind::SlowLink,
             FaultKind::Crash,
         ];
         let kind = kinds[self.rng.index(kinds.len())];
@@ -116,18 +123,22 @@ impl FaultSchedule {
             return;
         }
 
-        // One partition at a time: a new one replaces the old.
+        // One degradation of the network at a time: a new one replaces the old.
         network.heal_all();
-        let cuts = match kind {
+        let links = match kind {
             FaultKind::Partition => self.partition(&nodes),
             FaultKind::OneWayCut => self.one_way(&nodes),
+            FaultKind::SlowLink => self.slow_link(&nodes),
             _ => self.isolate(cluster.leader(), &nodes),
         };
-        for &(from, to) in &cuts {
-            network.cut(from, to);
+        for &(from, to) in &links {
+            match kind {
+                FaultKind::SlowLink => network.slow_down(from, to),
+                _ => network.cut(from, to),
+            }
         }
         self.count(kind);
-        self.trace.record(format_args!("fault: {kind}, cut {cuts:?}"));
+        self.trace.record(format_args!("fault: {kind}, links {links:?}"));
     }
 
     /// A random minority against the rest, both ways.
@@ -145,6 +156,12 @@ impl FaultSchedule {
         let from = nodes[self.rng.index(nodes.len())];
         let others: Vec<u64> = nodes.iter().copied().filter(|&n| n != from).collect();
         vec![(from, others[self.rng.index(others.len())])]
+    }
+
+    /// Both ways between two random nodes.
+    fn slow_link(&mut self, nodes: &[u64]) -> Vec<(u64, u64)> {
+        let (from, to) = self.one_way(nodes)[0];
+        vec![(from, to), (to, from)]
     }
 
     fn isolate(&mut self, leader: Option<u64>, nodes: &[u64]) -> Vec<(u64, u64)> {

@@ -33,6 +33,9 @@ pub const APPEND_ENTRIES_MAX: u64 = 64;
 /// One-way delay of a delivered message, drawn per message in this range (inclusive).
 pub const MESSAGE_DELAY_MIN_MS: u64 = 1;
 pub const MESSAGE_DELAY_MAX_MS: u64 = 20;
+/// One-way delay of a message on a slow link, drawn per message in this range.
+pub const SLOW_LINK_DELAY_MIN_MS: u64 = 50;
+pub const SLOW_LINK_DELAY_MAX_MS: u64 = 400;
 /// A seed with a lossy network drops each message with this chance, in per mille; the
 /// others drop none at random (partitions still drop).
 pub const MESSAGE_LOSS_PER_MILLE: u64 = 20;

@@ -109,7 +109,7 @@ fn seed_line(report: &SeedReport) -> String {
     let faults: u32 = report.faults.values().sum();
     format!(
         "seed {:>5} ok  sim {:>6} ms  faults {:>3}  ops {:>4}  acked {:>4}  msgs {:>6}  \
-         recovery {:>5} ms  trace {}",
+         recovery {:>5} ms  shared terms {}  trace {}",
         report.seed,
         report.sim_ms,
         faults,
@@ -117,6 +117,7 @@ fn seed_line(report: &SeedReport) -> String {
         report.acknowledged_writes,
         report.messages.sent,
         report.recovery_ms,
+        report.shared_terms,
         &report.trace.hash[..16]
     )
 }

@@ -4,6 +4,7 @@
 //! codec, decoded at the other end, handed to the receiving node's `Raft`, and answered
 //! with the encoded result. What the real network leaves to chance, the seed decides here:
 //! each message (request and reply alike) is delayed, lost at random on a lossy run,
+//! slowed down on a slow link (so that old messages overtake new ones by far),
 //! dropped when its link is cut or the receiver is down, or dropped when too many are in
 //! flight. A lost message never answers; openraft's own deadline ends the call, as a
 //! timeout would over gRPC.
@@ -28,7 +29,7 @@ use tokio::sync::Notify;
 
 use crate::limits::{
     LOST_MESSAGE_GRACE_MS, MESSAGE_DELAY_MAX_MS, MESSAGE_DELAY_MIN_MS, MESSAGE_LOSS_PER_MILLE,
-    MESSAGES_IN_FLIGHT_MAX,
+    MESSAGES_IN_FLIGHT_MAX, SLOW_LINK_DELAY_MAX_MS, SLOW_LINK_DELAY_MIN_MS,
 };
 use crate::rng::SimRng;
 use crate::trace::Trace;
@@ -109,6 +110,8 @@ struct NetState {
     lossy: bool,
     /// Directed links `(from, to)` that drop every message.
     cut: BTreeSet<(u64, u64)>,
+    /// Directed links whose messages take [`SLOW_LINK_DELAY_MIN_MS`] or more.
+    slow: BTreeSet<(u64, u64)>,
     /// Nodes that are up, by node id.
     endpoints: BTreeMap<u64, Endpoint>,
     in_flight: usize,
@@ -124,6 +127,7 @@ impl SimNetwork {
             rng,
             lossy: false,
             cut: BTreeSet::new(),
+            slow: BTreeSet::new(),
             endpoints: BTreeMap::new(),
             in_flight: 0,
             next_message: 0,
@@ -146,12 +150,22 @@ impl SimNetwork {
         self.state().cut.insert((from, to));
     }
 
-    pub fn heal_all(&self) {
-        self.state().cut.clear();
+    /// Slows every message from `from` to `to` from now on, until healed.
+    pub fn slow_down(&self, from: u64, to: u64) {
+        self.state().slow.insert((from, to));
     }
 
-    pub fn has_cuts(&self) -> bool {
-        !self.state().cut.is_empty()
+    /// Restores every cut or slow link.
+    pub fn heal_all(&self) {
+        let mut state = self.state();
+        state.cut.clear();
+        state.slow.clear();
+    }
+
+    /// Whether some link is cut or slow.
+    pub fn is_degraded(&self) -> bool {
+        let state = self.state();
+        !state.cut.is_empty() || !state.slow.is_empty()
     }
 
     pub fn attach(&self, node_id: u64, endpoint: Endpoint) {
@@ -213,9 +227,11 @@ impl SimNetwork {
             Fate::Lost(Loss::Chance)
         } else {
             state.in_flight += 1;
-            Fate::Deliver {
-                delay_ms: state.rng.between(MESSAGE_DELAY_MIN_MS, MESSAGE_DELAY_MAX_MS),
-            }
+            let (low, high) = match state.slow.contains(&(from, to)) {
+                true => (SLOW_LINK_DELAY_MIN_MS, SLOW_LINK_DELAY_MAX_MS),
+                false => (MESSAGE_DELAY_MIN_MS, MESSAGE_DELAY_MAX_MS),
+            };
+            Fate::Deliver { delay_ms: state.rng.between(low, high) }
         };
         if matches!(fate, Fate::Lost(_)) {
             state.counts.lost += 1;
