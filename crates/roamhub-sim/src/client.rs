@@ -37,12 +37,16 @@ pub struct World {
     pub citizens: Arc<Vec<SimCitizen>>,
     pub recorder: Recorder,
     pub stop: Arc<AtomicBool>,
+    /// How far each node's clock is off, by node id: a request is stamped with the clock
+    /// of the node it enters, as roamhub-node stamps it, so stamps may run backwards.
+    pub clock_skew_ms: BTreeMap<u64, i64>,
 }
 
 impl World {
-    /// The simulated wall clock, which stamps commands.
-    pub fn now_unix_ms(&self) -> u64 {
-        SIM_EPOCH_UNIX_MS + self.trace.now_ms()
+    /// The wall clock of `node_id`, which stamps the commands entering there.
+    pub fn now_unix_ms(&self, node_id: u64) -> u64 {
+        let skew_ms = self.clock_skew_ms.get(&node_id).copied().unwrap_or(0);
+        (SIM_EPOCH_UNIX_MS + self.trace.now_ms()).saturating_add_signed(skew_ms)
     }
 
     fn stopped(&self) -> bool {
@@ -132,7 +136,7 @@ impl Writer {
         given: &mut BTreeMap<u64, ConsentId>,
     ) -> bool {
         let command = self.world.citizens[self.citizen].signed(sequence, op);
-        let request = Request { at_unix_ms: self.world.now_unix_ms(), command };
+        let request = Request { at_unix_ms: self.world.now_unix_ms(node_id), command };
         let invoked_ns = self.world.trace.now_ns();
         let outcome = write(&self.world.network, node_id, &request).await;
 
@@ -211,7 +215,7 @@ impl Reader {
     /// model sees whether it released anything.
     async fn resolve(&self, who: usize, node_id: u64) -> Outcome<CitizenOutput> {
         let command: Command = self.world.citizens[who].resolve(commands::city_of(node_id));
-        let request = Request { at_unix_ms: self.world.now_unix_ms(), command };
+        let request = Request { at_unix_ms: self.world.now_unix_ms(node_id), command };
         match write(&self.world.network, node_id, &request).await {
             WriteOutcome::Applied(Response::Resolution(resolution)) => {
                 let released = resolution.refused.is_none() && !resolution.pointers.is_empty();

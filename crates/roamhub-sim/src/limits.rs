@@ -82,6 +82,9 @@ pub const SETUP_MAX_MS: u64 = 10_000;
 /// it gives up; a seed that gives up is reported, not failed.
 pub const CHECK_STATES_EXPLORED_MAX: usize = 200_000;
 
+/// How far a node's clock may be off, either way; each node's error is drawn per seed.
+pub const CLOCK_SKEW_MAX_MS: u64 = 2_000;
+
 /// The cities of the nodes, in node order.
 pub const CITIES: [&str; NODES_MAX] =
     ["nl-eindhoven", "fi-helsinki", "es-valencia", "be-gent", "de-aachen"];

@@ -16,7 +16,8 @@ use crate::faults::FaultSchedule;
 use crate::history_checks::{self, Checked};
 use crate::invariants::Checker;
 use crate::limits::{
-    CITIZENS, READERS, RECOVERY_MAX_MS, RECOVERY_POLL_MS, SETUP_MAX_MS, SIM_EPOCH_UNIX_MS, STEP_MS,
+    CITIZENS, CLOCK_SKEW_MAX_MS, READERS, RECOVERY_MAX_MS, RECOVERY_POLL_MS, SETUP_MAX_MS,
+    SIM_EPOCH_UNIX_MS, STEP_MS,
 };
 use crate::network::SimNetwork;
 use crate::operations::{self, WriteOutcome};
@@ -54,6 +55,7 @@ impl Run {
             .map_err(|detail| failure(seed, &trace, "harness", detail))?;
 
         let node_ids = cluster.node_ids();
+        let clock_skew_ms = node_ids.iter().map(|&id| (id, draw_skew_ms(&mut rng))).collect();
         let citizens = (0..CITIZENS)
             .map(|i| SimCitizen::draw(&mut rng, i, commands::city_of(node_ids[i % node_ids.len()])))
             .collect();
@@ -64,6 +66,7 @@ impl Run {
             citizens: Arc::new(citizens),
             recorder: Recorder::default(),
             stop: Arc::new(AtomicBool::new(false)),
+            clock_skew_ms,
         };
         let schedule = FaultSchedule::new(rng.fork(), trace.clone());
         let lossy = rng.chance(500);
@@ -135,7 +138,7 @@ impl Run {
         while self.trace.now_ms() - started_ms < SETUP_MAX_MS {
             let Some(leader) = self.await_leader(SETUP_MAX_MS).await else { break };
             let request =
-                Request { at_unix_ms: self.world.now_unix_ms(), command: command.clone() };
+                Request { at_unix_ms: self.world.now_unix_ms(leader), command: command.clone() };
             match operations::write(&self.network, leader, &request).await {
                 WriteOutcome::Applied(_) => return Ok(()),
                 WriteOutcome::NotSent(_) => poll_pause().await,
@@ -235,7 +238,8 @@ impl Run {
     /// answered, which covers the marker.
     async fn commit_marker(&self, marker: &Command) -> Option<u64> {
         let leader = self.cluster.leader()?;
-        let request = Request { at_unix_ms: self.world.now_unix_ms(), command: marker.clone() };
+        let at_unix_ms = self.world.now_unix_ms(leader);
+        let request = Request { at_unix_ms, command: marker.clone() };
         let WriteOutcome::Applied(_) = operations::write(&self.network, leader, &request).await
         else {
             return None;
@@ -310,6 +314,11 @@ impl Run {
 fn failure(seed: u64, trace: &Trace, check: &str, detail: String) -> Failure {
     trace.record(format_args!("FAILED {check}: {detail}"));
     Failure { seed, at_ms: trace.now_ms(), check: check.to_owned(), detail, trace: trace.summary() }
+}
+
+/// A node's clock error, in `-CLOCK_SKEW_MAX_MS..=CLOCK_SKEW_MAX_MS`.
+fn draw_skew_ms(rng: &mut SimRng) -> i64 {
+    rng.between(0, 2 * CLOCK_SKEW_MAX_MS) as i64 - CLOCK_SKEW_MAX_MS as i64
 }
 
 async fn poll_pause() {

@@ -1,7 +1,9 @@
 //! Pinned seeds of the simulation, and proof that a seed replays exactly.
 //!
 //! Each seed runs a short faulty phase in a debug build; a seed that once failed belongs
-//! here with a line saying what it found.
+//! here with a line saying what it found. A change to what a run draws from its seed, or
+//! in which order, changes what every seed does: a pinned case must then be found again
+//! (`--seeds N --steps S` prints each seed's shared terms, for instance).
 
 use roamhub_sim::{Settings, run_seed};
 
@@ -51,13 +53,13 @@ fn seed_3() {
     passes(3);
 }
 
-/// Two nodes lead one term (nodes 1 and 2, term 4, just after the final heal), each
+/// Two nodes lead one term (nodes 1 and 2, term 4, after the final heal), each
 /// under its own leader id, which openraft's default (no `single-term-leader`) allows.
 /// Seed 245 found this case when the check was still "one leader per term"; the checks now
 /// hold openraft to what it promises, and this seed keeps the case covered.
 #[test]
-fn seed_1_two_leaders_in_one_term() {
+fn seed_8_two_leaders_in_one_term() {
     let settings = Settings { steps: 60, ..Settings::default() };
-    let report = run_seed(1, &settings).unwrap_or_else(|failure| panic!("{failure}"));
+    let report = run_seed(8, &settings).unwrap_or_else(|failure| panic!("{failure}"));
     assert!(report.shared_terms >= 1, "the seed still shares a term between two leaders");
 }
