@@ -10,8 +10,8 @@
 //!   timer. Timeouts, heartbeats and message delays cost no wall-clock time.
 //! - Storage opens with `FlushMode::Inline`, so each fsync ends inside the task that asked
 //!   for it; no wake-up comes from sled's threads at a moment the operating system chose.
-//! - Every choice (message delays and losses, faults, client operations, keys, election
-//!   timeouts) comes from generators forked from the seed. openraft draws election timeouts
+//! - Every choice (message delays and losses, faults, client operations, keys, clock
+//!   skews, election timeouts) comes from generators forked from the seed. openraft draws election timeouts
 //!   from a thread-local generator, so each boot pins its timeout to one drawn from the seed.
 //! - Nothing waits on an unbiased `select!` of ours, nor on openraft's `Raft::wait`, whose
 //!   branch order tokio draws from a generator the seed cannot reach.
@@ -47,8 +47,8 @@
 //! - [`operations`]: how one client operation reaches the leader;
 //! - [`recorder`]: the histories of client operations, by citizen;
 //! - [`client`]: the workload of writers and readers;
-//! - [`faults`]: the fault schedule (partitions, one-way cuts, isolated leaders, crashes,
-//!   restarts, heals);
+//! - [`faults`]: the fault schedule (partitions, one-way cuts, isolated leaders, slow
+//!   links, crashes, restarts, heals);
 //! - [`history_checks`]: the client-visible checks, linearizability by roamhub-check
 //!   included;
 //! - `run`: one seed, phase by phase.
