@@ -14,10 +14,13 @@ use roamhub_sim::faults::FaultKind;
 use roamhub_sim::limits::{NODES_DEFAULT, STEPS_PER_SEED_DEFAULT};
 use roamhub_sim::{Failure, SeedReport, Settings, run_seed};
 
+/// Seeds run when neither `--seed` nor `--seeds` is given.
+const SEEDS_DEFAULT: u64 = 100;
+
 #[derive(Parser)]
 #[command(about = "Deterministic simulation of a roamhub Raft cluster")]
 struct Cli {
-    /// Runs seeds 1 to N.
+    /// Runs seeds 1 to N [default: 100, when --seed is not given either].
     #[arg(long, conflicts_with = "seed")]
     seeds: Option<u64>,
     /// Replays exactly one seed.
@@ -26,6 +29,7 @@ struct Cli {
     /// Prints every event of the replayed seed.
     #[arg(long, requires = "seed")]
     trace: bool,
+    /// Nodes in the cluster, 3 to 5.
     #[arg(long, default_value_t = NODES_DEFAULT)]
     nodes: usize,
     /// Steps of each seed's faulty phase.
@@ -45,7 +49,7 @@ fn main() -> ExitCode {
             let jobs = cli.jobs.unwrap_or_else(|| {
                 std::thread::available_parallelism().map(usize::from).unwrap_or(1)
             });
-            run_many(seeds.unwrap_or(100), jobs, &settings)
+            run_many(seeds.unwrap_or(SEEDS_DEFAULT), jobs, &settings)
         }
     }
 }
