@@ -55,6 +55,19 @@ impl DbError {
     }
 }
 
+/// How [`Db::flush`] waits for sled's fsync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FlushMode {
+    /// On sled's I/O threads while the calling task awaits, so that the runtime keeps
+    /// running other tasks meanwhile. What a node uses.
+    #[default]
+    Background,
+    /// On the calling thread, which blocks until the fsync returns. For a deterministic
+    /// simulation: each flush then ends inside the task that started it, and no wake-up
+    /// comes from another thread at a moment the operating system chose.
+    Inline,
+}
+
 /// A key and its value.
 pub type Row = (Vec<u8>, Vec<u8>);
 
@@ -73,6 +86,7 @@ pub struct Db {
 
 struct Shared {
     layout: Layout,
+    flush_mode: FlushMode,
     /// The open engine. `None` only after a compaction failed and could not reopen it.
     engine: RwLock<Option<sled::Db>>,
     /// Held by a flush across its await and exclusively by a compaction, so that no flush is
@@ -92,11 +106,17 @@ impl Db {
     /// Opens (or creates) the database at `path`, first finishing or undoing whatever a
     /// compaction interrupted by a crash left beside it.
     pub fn open(path: &Path) -> Result<Db, DbError> {
+        Db::open_with(path, FlushMode::Background)
+    }
+
+    /// Like [`Db::open`], with flushes waited for as `flush_mode` says.
+    pub fn open_with(path: &Path, flush_mode: FlushMode) -> Result<Db, DbError> {
         let layout = Layout::new(path)?;
         recover(&layout)?;
         let engine = open_engine(&layout.live)?;
         let shared = Shared {
             layout,
+            flush_mode,
             engine: RwLock::new(Some(engine)),
             flushes: tokio::sync::RwLock::new(()),
         };
@@ -113,7 +133,10 @@ impl Db {
     pub async fn flush(&self) -> Result<(), DbError> {
         let _no_compaction = self.shared.flushes.read().await;
         let engine = self.with_engine(|engine| Ok(engine.clone()))?;
-        engine.flush_async().await?;
+        match self.shared.flush_mode {
+            FlushMode::Background => engine.flush_async().await?,
+            FlushMode::Inline => engine.flush()?,
+        };
         Ok(())
     }
 

@@ -19,7 +19,7 @@ pub mod state_machine;
 pub mod types;
 
 pub use codec::Corrupt;
-pub use db::{CompactionReport, Db};
+pub use db::{CompactionReport, Db, FlushMode};
 pub use faults::Faults;
 pub use log_store::{LogStore, LogSummary};
 pub use state_machine::{IndexReader, OpenError, StateMachine};
@@ -48,7 +48,12 @@ pub const DATABASE_DIR: &str = "index.sled";
 /// recovers its log up to the first damaged or missing write and may say nothing). Every
 /// record then checks out, and the node restarts with an older vote and a shorter log.
 pub fn open(data_dir: &std::path::Path) -> Result<Storage, OpenError> {
-    let db = Db::open(&data_dir.join(DATABASE_DIR))?;
+    open_with(data_dir, FlushMode::Background)
+}
+
+/// Like [`open`], with the database's flushes waited for as `flush_mode` says.
+pub fn open_with(data_dir: &std::path::Path, flush_mode: FlushMode) -> Result<Storage, OpenError> {
+    let db = Db::open_with(&data_dir.join(DATABASE_DIR), flush_mode)?;
     let faults = Faults::default();
     let log_store = LogStore::new(db.clone(), faults.clone())?;
     let state_machine = StateMachine::open(db.clone(), faults.clone())?;
