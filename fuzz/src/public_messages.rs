@@ -15,8 +15,8 @@ use std::sync::LazyLock;
 use prost::Message;
 use roamhub_index::limits::{ACCESS_LOG_PAGE_MAX, IDENTIFIERS_PER_CITIZEN_MAX};
 use roamhub_index::{
-    AccessLogPage, CitizenId, Command, ConsentId, FollowArgs, Query, QueryAnswer, Request,
-    ResolveArgs, Response,
+    AccessLogPage, CitizenId, Command, ConsentId, ConsentsPage, FollowArgs, Query, QueryAnswer,
+    Request, ResolveArgs, Response,
 };
 use roamhub_node::convert;
 use roamhub_node::error::invalid;
@@ -130,7 +130,8 @@ pub fn convert_message(selector: u8, payload: &[u8]) -> Option<Result<Built, Sta
         }),
         19 => decoded::<pb::WatchConsentsRequest>(payload, |r| {
             let service_id = convert::service_id(&r.service_id)?;
-            Ok(Built::Query(Query::ConsentsOfService(service_id)))
+            let page = ConsentsPage { service_id, limit: 64, after_consent: None };
+            Ok(Built::Query(Query::ConsentsOfService(page)))
         }),
         20 => decoded::<pb::AcknowledgeWithdrawalRequest>(payload, |r| {
             let service_id = convert::service_id(&r.service_id)?;

@@ -5,6 +5,7 @@
 //! followed by [`Index::validate`], which checks the state as a whole.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +20,7 @@ use crate::ids::{
     first_uncovered,
 };
 use crate::limits::{
-    ACCESS_LOG_PAGE_MAX, CONSENTS_PER_CITIZEN_MAX, FORWARDING_PATH_DEPTH_MAX,
+    ACCESS_LOG_PAGE_MAX, CONSENTS_PAGE_MAX, CONSENTS_PER_CITIZEN_MAX, FORWARDING_PATH_DEPTH_MAX,
     IDENTIFIERS_PER_CITIZEN_MAX, KEY_HISTORY_MAX, KEYS_PER_CITIZEN_MAX, LOCATION_HISTORY_MAX,
     LOCATIONS_PER_CITIZEN_MAX,
 };
@@ -28,7 +29,7 @@ use crate::model::{
     HomePeriod, KeyChange, KeyEvent, Member, Pointer, PurposeDeclaration, RefusalReason,
     Resolution, Service,
 };
-use crate::query::{AccessLogPage, Query, QueryAnswer};
+use crate::query::{AccessLogPage, ConsentsPage, Query, QueryAnswer};
 use crate::resolve::{Decision, decide};
 use crate::signing::{self, CitizenAuth, KeyId, PublicKey};
 
@@ -131,21 +132,25 @@ impl Index {
             }
             Query::Members => Ok(QueryAnswer::Members(self.members.values().cloned().collect())),
             Query::Services => Ok(QueryAnswer::Services(self.services.values().cloned().collect())),
-            Query::ConsentsOfService(service_id) => {
-                Ok(QueryAnswer::Consents(self.consents_of_service(service_id).cloned().collect()))
-            }
+            Query::ConsentsOfService(page) => Ok(QueryAnswer::Consents(self.consents_page(page))),
         }
     }
 
-    /// Every consent given to `service_id`, in consent order.
-    pub fn consents_of_service<'a>(
-        &'a self,
-        service_id: &'a ServiceId,
-    ) -> impl Iterator<Item = &'a Consent> + 'a {
-        self.consent_owners.iter().filter_map(move |(consent_id, citizen_id)| {
-            let consent = self.citizens.get(citizen_id)?.consents.get(consent_id)?;
-            (&consent.service_id == service_id).then_some(consent)
-        })
+    /// A page of the consents given to a service, in consent order.
+    fn consents_page(&self, page: &ConsentsPage) -> Vec<Consent> {
+        let after = match &page.after_consent {
+            Some(consent_id) => Bound::Excluded(consent_id),
+            None => Bound::Unbounded,
+        };
+        self.consent_owners
+            .range((after, Bound::Unbounded))
+            .filter_map(|(consent_id, citizen_id)| {
+                self.citizens.get(citizen_id)?.consents.get(consent_id)
+            })
+            .filter(|consent| consent.service_id == page.service_id)
+            .take(page.limit.clamp(1, CONSENTS_PAGE_MAX))
+            .cloned()
+            .collect()
     }
 
     fn access_log_page(&self, page: &AccessLogPage) -> Vec<AccessRecord> {

@@ -42,5 +42,5 @@ pub use model::{
     Citizen, Consent, ConsentState, ConsentStatus, DataLocation, HomePeriod, LegalBasis, Member,
     Pointer, PurposeDeclaration, RefusalReason, Resolution, ResolvedPointer, Service,
 };
-pub use query::{AccessLogPage, Query, QueryAnswer};
+pub use query::{AccessLogPage, ConsentsPage, Query, QueryAnswer};
 pub use signing::{CitizenAuth, KeyId, PublicKey};

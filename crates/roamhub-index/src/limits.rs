@@ -28,5 +28,7 @@ pub const RESOLVE_BATCH_MAX: usize = 256;
 pub const FORWARDING_PATH_DEPTH_MAX: usize = 8;
 /// Access records returned by one read of an access log.
 pub const ACCESS_LOG_PAGE_MAX: usize = 500;
+/// Consents one page of a service's consents holds at most.
+pub const CONSENTS_PAGE_MAX: usize = 500;
 /// Earlier certifications kept per service, beside the latest one.
 pub const CERTIFICATION_HISTORY_MAX: usize = 16;

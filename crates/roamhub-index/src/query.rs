@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{CitizenId, Purpose, ServiceId};
+use crate::ids::{CitizenId, ConsentId, Purpose, ServiceId};
 use crate::model::{AccessRecord, Citizen, Consent, Member, Service};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,8 +12,18 @@ pub enum Query {
     AccessLog(AccessLogPage),
     Members,
     Services,
-    /// Every consent ever given to a service, withdrawn ones included.
-    ConsentsOfService(ServiceId),
+    /// A page of the consents ever given to a service, withdrawn ones included.
+    ConsentsOfService(ConsentsPage),
+}
+
+/// Which consents of a service to read, in consent order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentsPage {
+    pub service_id: ServiceId,
+    /// At most this many consents; capped by `CONSENTS_PAGE_MAX`.
+    pub limit: usize,
+    /// Only consents after this one: the cursor of the next page.
+    pub after_consent: Option<ConsentId>,
 }
 
 /// Which access records to read.

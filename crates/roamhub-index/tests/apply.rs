@@ -5,8 +5,8 @@ mod support;
 
 use roamhub_index::index::chain_holds;
 use roamhub_index::{
-    CitizenId, CitizenOp, Command, ConsentId, ConsentStatus, Identifier, Index, IndexError, Query,
-    QueryAnswer, RefusalReason, ResolveArgs, Response, ServiceId, signing,
+    CitizenId, CitizenOp, Command, ConsentId, ConsentStatus, ConsentsPage, Identifier, Index,
+    IndexError, Query, QueryAnswer, RefusalReason, ResolveArgs, Response, ServiceId, signing,
 };
 use support::*;
 
@@ -427,4 +427,33 @@ fn malformed_ids_do_not_decode() {
     let city = postcard::from_bytes::<roamhub_index::CityId>(&encoded("nl-eindhoven")).unwrap();
     assert_eq!(city.country(), "NL");
     assert_eq!(postcard::to_stdvec(&city).unwrap(), encoded("nl-eindhoven"), "same wire form");
+}
+
+#[test]
+fn a_services_consents_are_read_page_by_page_in_consent_order() {
+    let mut index = seeded();
+    for n in 0..7 {
+        alice_does(&mut index, T0 + 1 + n, grant(&["mobility.trips"], None)).unwrap();
+    }
+    let page = |after_consent, limit| {
+        let page = ConsentsPage { service_id: service(), limit, after_consent };
+        match index.query(&Query::ConsentsOfService(page)).unwrap() {
+            QueryAnswer::Consents(consents) => consents,
+            other => panic!("a page of consents, not {other:?}"),
+        }
+    };
+    let all = page(None, 100);
+    assert_eq!(all.len(), 7);
+    let mut read = Vec::new();
+    let mut after = None;
+    loop {
+        let next = page(after, 3);
+        read.extend(next.iter().map(|c| c.consent_id));
+        match next.last() {
+            Some(last) if next.len() == 3 => after = Some(last.consent_id),
+            _ => break,
+        }
+    }
+    assert_eq!(read, all.iter().map(|c| c.consent_id).collect::<Vec<_>>(), "each once, in order");
+    assert_eq!(page(None, 0).len(), 1, "a page holds at least one consent");
 }

@@ -40,6 +40,8 @@ pub const RESOLVE_QUEUE_MAX: usize = 4096;
 pub const RESOLVE_BATCHES_IN_FLIGHT_MAX: usize = 4;
 /// Consent watch streams one node serves at once; more are refused as overload.
 pub const WATCH_STREAMS_MAX: usize = 256;
+/// Consents a watch reads at a time while it sends those the service already holds.
+pub const WATCH_REPLAY_PAGE: usize = 64;
 /// Consents queued for one watcher before its stream applies back-pressure.
 pub const WATCH_STREAM_BUFFERED_MAX: usize = 64;
 /// How long to wait for a leader to be known before trying again.

@@ -68,6 +68,11 @@ pub enum FlushMode {
     Inline,
 }
 
+/// Memory the storage engine may keep as its page cache. sled's own default, 1 GiB, is
+/// what a node grew to under a burst of writes; the index a node serves from is in memory
+/// anyway, so the engine's cache only speeds up the log and snapshots.
+pub const ENGINE_CACHE_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
 /// A key and its value.
 pub type Row = (Vec<u8>, Vec<u8>);
 
@@ -217,7 +222,8 @@ impl Tree {
 /// Opens sled at `path` the way this crate always does.
 fn open_engine(path: &Path) -> Result<sled::Db, DbError> {
     // sled's own periodic flush is turned off: durability points are ours to choose.
-    let config = sled::Config::new().path(path).flush_every_ms(None);
+    let config =
+        sled::Config::new().path(path).flush_every_ms(None).cache_capacity(ENGINE_CACHE_BYTES_MAX);
 
     // sled asserts on some damage to its files rather than answer an error: a panic while
     // opening is reported as damage, not allowed to take the node down.
