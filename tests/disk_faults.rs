@@ -15,6 +15,11 @@ use roamhub_store::DATABASE_DIR;
 use roamhub_store::db::Db;
 use support::*;
 
+/// Held by each test for its whole length: a recovery goes through several timed steps
+/// (demotion, catch-up, promotion), which four federations of debug nodes at once on two
+/// cores would stretch past their bounds.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// How long a corrupt follower may take to rejoin and match the others.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(40);
 /// Writes before and while the follower is down.
@@ -156,6 +161,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_bit_in_a_log_entry_is_found_and_the_node_recovers() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let damage = |dir: std::path::PathBuf| async move { flip_bit(&dir, "log", None).await };
     let (test, follower) = recovers_from(&[], damage).await;
 
@@ -167,6 +173,7 @@ async fn a_flipped_bit_in_a_log_entry_is_found_and_the_node_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_bit_in_the_snapshot_is_found_and_the_node_recovers() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let args = ["--snapshot-every-entries", "10"];
     let damage =
         |dir: std::path::PathBuf| async move { flip_bit(&dir, "snapshot", Some(b"current")).await };
@@ -181,6 +188,7 @@ async fn a_flipped_bit_in_the_snapshot_is_found_and_the_node_recovers() {
 /// panic, or silently fewer records), the node ends with the same state as the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_sled_files_never_serve_wrong_data() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let damage = |dir: std::path::PathBuf| async move {
         let file = largest_file(&dir.join(DATABASE_DIR));
         let mut bytes = std::fs::read(&file).unwrap();
@@ -201,6 +209,7 @@ fn largest_file(dir: &Path) -> std::path::PathBuf {
 /// refuse every call with the reason, and never vote with their bad data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_of_three_corrupt_both_stay_down_and_say_why() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let (mut test, alice, follower) = federation_with_writes(&[]).await;
     write(&test, &alice, "before").await;
     let other = (follower + 1) % 3;

@@ -70,7 +70,8 @@ pub const REJOIN_LAG_MAX_ENTRIES: u64 = 64;
 /// How long a rejoining learner may take to catch up before the node logs an error (it keeps
 /// trying: an operator must look at a node that does not catch up).
 pub const REJOIN_CATCH_UP_WARN_AFTER: Duration = Duration::from_secs(60);
-/// How often a node writes down the Raft group it knows, for a recovery to find its peers.
+/// How often, at the least, a node looks at the Raft group it knows and writes it down if it
+/// changed, for a recovery to find its peers; it also looks whenever Raft reports a change.
 pub const PEERS_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Raft timing, in milliseconds; defaults suit a LAN or loopback. Between cities, set the

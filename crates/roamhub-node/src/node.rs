@@ -226,6 +226,9 @@ impl Node {
     /// the start of a recovery, which the node runs once restarted (see `RunningNode`).
     async fn watch_storage(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut saved = Vec::new();
+        // Woken by every change Raft reports, so that the group is saved the moment this
+        // node learns it: a node that crashes just after joining still knows its peers.
+        let mut metrics = self.raft.metrics();
         loop {
             let peers: Vec<(u64, NodeAddress)> = self
                 .raft_membership()
@@ -245,6 +248,11 @@ impl Node {
                 return;
             }
             tokio::select! {
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep(PEERS_SAVE_INTERVAL).await;
+                    }
+                }
                 _ = tokio::time::sleep(PEERS_SAVE_INTERVAL) => {}
                 _ = shutdown.changed() => return,
             }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
 use roamhub_index::{CityId, ServiceId};
@@ -85,9 +86,26 @@ fn random_key_hex() -> anyhow::Result<String> {
     Ok(hex::encode(key))
 }
 
-/// A loopback port free at the moment of asking.
+/// Ports local nodes listen on: below the kernel's usual ephemeral range (32768 and up), so
+/// that no outgoing connection can take a port between its choice and the node's bind.
+const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+/// How many ports of `NODE_PORTS` this process has tried; each is tried once, so that two
+/// federations of one process never share a port.
+static PORTS_TRIED: AtomicUsize = AtomicUsize::new(0);
+
+/// A loopback port free at the moment of asking, never handed out before by this process.
 fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let span = NODE_PORTS.len();
+    // Processes start at different places, so that two running at once rarely meet.
+    let start = std::process::id() as usize * 7_919;
+    loop {
+        let tried = PORTS_TRIED.fetch_add(1, Ordering::Relaxed);
+        anyhow::ensure!(tried < span, "every port from {NODE_PORTS:?} was handed out");
+        let port = NODE_PORTS.start + ((start + tried) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
 }
 
 impl LocalNode {
