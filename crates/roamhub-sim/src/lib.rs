@@ -11,8 +11,9 @@
 //! - Storage opens with `FlushMode::Inline`, so each fsync ends inside the task that asked
 //!   for it; no wake-up comes from sled's threads at a moment the operating system chose.
 //! - Every choice (message delays and losses, faults, client operations, keys, clock
-//!   skews, election timeouts) comes from generators forked from the seed. openraft draws election timeouts
-//!   from a thread-local generator, so each boot pins its timeout to one drawn from the seed.
+//!   skews, election timeouts) comes from generators forked from the seed. openraft draws
+//!   election timeouts from a thread-local generator, so each boot pins its timeout to one
+//!   drawn from the seed.
 //! - Nothing waits on an unbiased `select!` of ours, nor on openraft's `Raft::wait`, whose
 //!   branch order tokio draws from a generator the seed cannot reach.
 //!
